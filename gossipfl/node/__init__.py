@@ -1,0 +1,1 @@
+"""The daemon: config, trainer host, gossip loop, checkpoints, control, CLI."""

@@ -1,0 +1,45 @@
+"""Finding plug-ins by entry point name, with errors that help."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+from typing import Final
+
+TRAINERS: Final = "gossipfl.trainers"
+COMPRESSORS: Final = "gossipfl.compressors"
+SELECTORS: Final = "gossipfl.selectors"
+
+
+class PluginError(LookupError):
+    """A plug-in is unknown, or failed to load or to build.  The message
+    names it and lists what is installed in its group."""
+
+
+def installed(group: str) -> list[str]:
+    """Names registered in an entry point ``group``, sorted."""
+    return sorted({ep.name for ep in entry_points(group=group)})
+
+
+def _entry_point(group: str, name: str) -> EntryPoint:
+    matches = [ep for ep in entry_points(group=group) if ep.name == name]
+    if not matches:
+        raise PluginError(
+            f"no {group} plug-in named {name!r}; installed: {', '.join(installed(group)) or 'none'}"
+        )
+    return matches[0]
+
+
+def load_plugin(group: str, name: str) -> object:
+    """The object the entry point ``name`` of ``group`` points at.
+
+    Raises :class:`PluginError` when the name is unknown or importing it
+    fails (the cause is chained).
+    """
+    ep = _entry_point(group, name)
+    try:
+        return ep.load()
+    except Exception as exc:
+        raise PluginError(
+            f"{group} plug-in {name!r} ({ep.value}) failed to load: "
+            f"{type(exc).__name__}: {exc}; installed: {', '.join(installed(group))}"
+        ) from exc

@@ -1,0 +1,1 @@
+"""Peer table, bandwidth estimation, partner selectors and discovery."""

@@ -1,0 +1,1 @@
+"""Virtual-time swarm simulator running the production node over emulated links."""
