@@ -34,7 +34,7 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._eof = False
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Add bytes from the stream; ``b""`` means the peer closed it."""
         if self._eof and data:
             raise LocalProtocolError("data after end of stream")

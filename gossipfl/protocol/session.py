@@ -128,7 +128,12 @@ class Session:
         self.state = after
         return data
 
-    def receive_data(self, data: bytes) -> None:
+    @property
+    def receiving(self) -> bool:
+        """Part of a frame has arrived, but not all of it."""
+        return self._decoder.pending > 0
+
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Bytes read from the stream; ``b""`` when the peer closed it."""
         self._decoder.receive_data(data)
 
