@@ -62,6 +62,7 @@ async def dial(
             expected_node_id=expected_node_id,
         )
     except HandshakeError as exc:
+        await trio.aclose_forcefully(tcp)
         raise HandshakeError(f"{address}: {exc}") from None
     return MessageChannel(
         stream, Session(Role.INITIATOR, max_frame_bytes), peer_label(node_id, address), timeouts
@@ -91,6 +92,7 @@ async def serve(
             )
         except HandshakeError as exc:
             log.warning("handshake_refused", peer=address, reason=str(exc))
+            await trio.aclose_forcefully(tcp)
             return
         channel = MessageChannel(
             stream, Session(Role.RESPONDER, max_frame_bytes), peer_label(node_id, address), timeouts

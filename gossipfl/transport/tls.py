@@ -51,8 +51,9 @@ async def secure_stream(
     """Run the handshake over ``transport`` within ``timeout_s``.
 
     Returns the TLS stream and the peer's node id.  Raises
-    :class:`HandshakeError` (with the transport closed) when the handshake
-    fails, times out, or the peer is not ``expected_node_id``.
+    :class:`HandshakeError` when the handshake fails, times out, or the peer
+    is not ``expected_node_id``; the caller still owns ``transport`` then
+    and closes it (after logging, so a log line is never late).
     """
     stream = trio.SSLStream(transport, context, server_side=server_side)
     try:
@@ -60,21 +61,20 @@ async def secure_stream(
             await stream.do_handshake()
         node_id = peer_node_id(stream)
     except trio.TooSlowError:
-        await trio.aclose_forcefully(transport)
         raise HandshakeError(f"TLS handshake took longer than {timeout_s:g}s") from None
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, ValueError) as exc:
-        await trio.aclose_forcefully(transport)
         cause = (
             exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
         )
         raise HandshakeError(f"TLS handshake failed: {_reason(cause)}") from None
     if expected_node_id is not None and node_id != expected_node_id:
-        await trio.aclose_forcefully(stream)
         raise HandshakeError(f"peer is node {node_id[:16]}…, expected {expected_node_id[:16]}…")
     return stream, node_id
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"{exc.reason}: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return exc.reason or str(exc)
     return str(exc) or type(exc).__name__
