@@ -42,7 +42,7 @@ def encode_message(message: Message) -> bytes:
         raise LocalProtocolError(f"cannot encode {message.TYPE}: {exc}") from exc
 
 
-def decode_message(payload: bytes, max_bin_len: int) -> Message:
+def decode_message(payload: bytes | bytearray, max_bin_len: int) -> Message:
     """Decode and validate one message; raises :class:`RemoteProtocolError`."""
     try:
         body = msgpack.unpackb(
