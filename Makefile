@@ -28,6 +28,7 @@ test-all: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/transport.py
 	$(BIN)/python bench/algorithm.py
 
 demo: $(STAMP)

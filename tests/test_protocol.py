@@ -255,3 +255,11 @@ def test_random_payloads_decode_or_raise_remote_error(payload: bytes) -> None:
         decode_message(payload, LIMIT)
     except RemoteProtocolError:
         return
+
+
+@pytest.mark.parametrize("size", [0, 255, 256, 65535, 65536, 1 << 20])
+def test_frames_are_exactly_what_msgpack_would_write(size: int) -> None:
+    message = Model(bytes(range(256)) * (size // 256) + b"\x07" * (size % 256))
+    body = {"v": PROTOCOL_VERSION, "type": "model", "values": message.values}
+    assert encode_message(message) == msgpack.packb(body, use_bin_type=True)
+    assert decode_message(encode_message(message), 2 << 20) == message

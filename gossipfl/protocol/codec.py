@@ -15,6 +15,7 @@ from typing import Any, Final, get_type_hints
 import msgpack
 
 from gossipfl.protocol.errors import LocalProtocolError, RemoteProtocolError
+from gossipfl.protocol.framing import HEADER
 from gossipfl.protocol.messages import MESSAGE_TYPES, PROTOCOL_VERSION, Message
 
 _BY_NAME: Final = {cls.TYPE: cls for cls in MESSAGE_TYPES}
@@ -28,18 +29,57 @@ _MAX_MAP_LEN: Final = 16
 _MAX_INT: Final = 2**64 - 1
 
 
-def encode_message(message: Message) -> bytes:
-    """The msgpack bytes of ``message`` (no frame header)."""
+def _bin_header(size: int) -> bytes:
+    if size < 1 << 8:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+def _parts(message: Message) -> list[bytes]:
+    """The message as msgpack pieces.  ``bytes`` fields (tensors of up to
+    hundreds of MiB) are left as they are behind a hand-written ``bin``
+    header, so assembling a frame copies each of them exactly once."""
     if type(message) not in _FIELDS:
         raise LocalProtocolError(f"not a protocol message: {message!r}")
-    body: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": message.TYPE}
-    for name in _FIELDS[type(message)]:
-        body[name] = getattr(message, name)
+    fields = _FIELDS[type(message)]
+    parts = [bytes([0x80 | (len(fields) + 2)])]  # fixmap: at most 15 entries
     try:
-        packed: bytes = msgpack.packb(body, use_bin_type=True)
-        return packed
+        parts.append(msgpack.packb("v") + msgpack.packb(PROTOCOL_VERSION))
+        parts.append(msgpack.packb("type") + msgpack.packb(message.TYPE))
+        for name in fields:
+            value = getattr(message, name)
+            parts.append(msgpack.packb(name))
+            if isinstance(value, bytes):
+                parts += (_bin_header(len(value)), value)
+            else:
+                parts.append(msgpack.packb(value))
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode {message.TYPE}: {exc}") from exc
+    return parts
+
+
+def encode_message(message: Message) -> bytes:
+    """The msgpack bytes of ``message`` (no frame header)."""
+    return b"".join(_parts(message))
+
+
+def encode_frame(message: Message, max_frame_bytes: int) -> bytearray:
+    """Length header and message in one buffer, each payload copied once."""
+    parts = _parts(message)
+    size = sum(map(len, parts))
+    if size > max_frame_bytes:
+        raise LocalProtocolError(
+            f"{message.TYPE} of {size} bytes exceeds max_frame_bytes = {max_frame_bytes}"
+        )
+    out = bytearray(HEADER.size + size)
+    HEADER.pack_into(out, 0, size)
+    pos = HEADER.size
+    for part in parts:
+        out[pos : pos + len(part)] = part
+        pos += len(part)
+    return out
 
 
 def decode_message(payload: bytes | bytearray, max_bin_len: int) -> Message:

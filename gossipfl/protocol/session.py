@@ -24,9 +24,9 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from gossipfl.protocol.codec import decode_message, encode_message
+from gossipfl.protocol.codec import decode_message, encode_frame
 from gossipfl.protocol.errors import LocalProtocolError, RemoteProtocolError
-from gossipfl.protocol.framing import FrameDecoder, frame
+from gossipfl.protocol.framing import FrameDecoder
 from gossipfl.protocol.messages import (
     Bye,
     Exchange,
@@ -111,7 +111,7 @@ class Session:
         self.xid: int | None = None  # of the exchange in flight
         self._decoder = FrameDecoder(max_frame_bytes)
 
-    def send(self, message: Message) -> bytes:
+    def send(self, message: Message) -> bytearray:
         """Advance the state for sending ``message``; return the framed bytes."""
         after = next_state(self.role, self.state, SEND, message.TYPE)
         if after is None:
@@ -124,7 +124,7 @@ class Session:
             raise LocalProtocolError(
                 f"{message.TYPE} for xid {message.xid}, the exchange is {self.xid}"
             )
-        data = frame(encode_message(message), self.max_frame_bytes)
+        data = encode_frame(message, self.max_frame_bytes)
         self.state = after
         return data
 
