@@ -2,10 +2,19 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.swarm_fixtures import Swarm, make_swarm
 
 # The machine is small and shared: no per-example deadline, and a fixed
 # derandomized profile on CI so a failure reproduces.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+@pytest.fixture(scope="session")
+def swarm(tmp_path_factory: pytest.TempPathFactory) -> Swarm:
+    """A swarm CA with three members, an outsider and an expired member."""
+    return make_swarm(tmp_path_factory.mktemp("swarm"))

@@ -14,7 +14,7 @@ import trio.testing
 from gossipfl.compress import TopKWithFeedback
 from gossipfl.node.model import ModelState, model_hash
 from gossipfl.node.partner import ExchangeTerms
-from gossipfl.protocol import PROTOCOL_VERSION, Hello, Role, Session
+from gossipfl.protocol import Hello, Role, Session
 from gossipfl.transport import MessageChannel, NodeIdentity, Timeouts, secure_stream, tls_context
 from gossipfl.transport.identity import (
     CA_CERT,
@@ -22,7 +22,6 @@ from gossipfl.transport.identity import (
     NODE_CERT,
     NODE_KEY,
     _cert_pem,
-    _key_pem,
     init_swarm,
     issue_certificate,
     keygen,
@@ -30,7 +29,6 @@ from gossipfl.transport.identity import (
     load_private_key,
 )
 
-assert PROTOCOL_VERSION == 1
 MAX_FRAME = 1 << 20
 DIM = 1000
 
@@ -68,7 +66,6 @@ def make_swarm(root: Path, members: int = 3) -> Swarm:
     long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
     old = issue_certificate(ca_key, ca_cert, key.public_key(), days=1, not_before=long_ago)
     (expired_dir / NODE_CERT).write_bytes(_cert_pem(old))
-    assert _key_pem(key)
     expired = NodeIdentity(
         expired_dir / NODE_CERT,
         expired_dir / NODE_KEY,

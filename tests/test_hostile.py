@@ -28,12 +28,7 @@ from gossipfl.protocol import (
     frame,
 )
 from gossipfl.transport import PeerError, Timeouts
-from tests.swarm_fixtures import DIM, MAX_FRAME, Swarm, make_swarm, model_and_terms, tls_pair
-
-
-@pytest.fixture(scope="module")
-def swarm(tmp_path_factory: pytest.TempPathFactory) -> Swarm:
-    return make_swarm(tmp_path_factory.mktemp("hostile"))
+from tests.swarm_fixtures import DIM, MAX_FRAME, Swarm, model_and_terms, tls_pair
 
 
 def _raw(message: Message) -> bytes:

@@ -21,12 +21,7 @@ from gossipfl.transport import (
     serve,
     tls_context,
 )
-from tests.swarm_fixtures import MAX_FRAME, Swarm, make_swarm, tls_pair
-
-
-@pytest.fixture(scope="module")
-def swarm(tmp_path_factory: pytest.TempPathFactory) -> Swarm:
-    return make_swarm(tmp_path_factory.mktemp("swarm"))
+from tests.swarm_fixtures import MAX_FRAME, Swarm, tls_pair
 
 
 async def test_secure_stream_passes_the_trio_stream_contract(swarm: Swarm) -> None:
