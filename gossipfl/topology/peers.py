@@ -1,0 +1,154 @@
+"""The peer table: every peer this node knows of, and what it knows about
+each.  Pure data: every method takes ``now`` (seconds, any clock) and the
+node's gossip ``round`` where they matter; nothing reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from gossipfl.topology.links import LinkEstimate
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """After ``n`` consecutive failures a peer is skipped for
+    ``min(base * 2**(n-1), cap)`` seconds."""
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        if failures <= 0:
+            return 0.0
+        return min(self.base * 2.0 ** (failures - 1), self.cap)
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    host: str
+    port: int
+    swarm_id: str
+    protocol_version: int
+    first_seen: float
+    last_seen: float
+    first_round: int = 0  # our round when we first heard of it
+    present: bool = True  # announced and not withdrawn
+    last_exchange: float | None = None
+    last_contact_round: int | None = None  # our round of the last exchange either way
+    failures: int = 0
+    retry_at: float = 0.0
+    link: LinkEstimate = field(default_factory=LinkEstimate)
+
+    def live(self, now: float) -> bool:
+        """Present and not backing off after failures."""
+        return self.present and now >= self.retry_at
+
+    def rounds_since_contact(self, round_: int) -> int:
+        since = self.first_round if self.last_contact_round is None else self.last_contact_round
+        return round_ - since
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class PeerTable:
+    """Known peers by node id.  Our own id is never added."""
+
+    def __init__(self, own_id: str, backoff: Backoff | None = None) -> None:
+        self.own_id = own_id
+        self.backoff = backoff or Backoff()
+        self._peers: dict[str, Peer] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._peers
+
+    def get(self, node_id: str) -> Peer | None:
+        return self._peers.get(node_id)
+
+    def all(self) -> list[Peer]:
+        return list(self._peers.values())
+
+    def live(self, now: float) -> list[Peer]:
+        """Peers that may be contacted now, in a stable order (by node id)."""
+        return sorted((p for p in self._peers.values() if p.live(now)), key=lambda p: p.node_id)
+
+    def announced(
+        self,
+        node_id: str,
+        host: str,
+        port: int,
+        swarm_id: str,
+        protocol_version: int,
+        now: float,
+        round_: int = 0,
+    ) -> Peer | None:
+        """Discovery saw ``node_id`` at ``host:port``.  A changed address
+        clears the failure backoff (it may be why contacts failed)."""  # fmt: skip
+        if node_id == self.own_id:
+            return None
+        old = self._peers.get(node_id)
+        if old is None:
+            peer = Peer(
+                node_id, host, port, swarm_id, protocol_version, now, now, first_round=round_
+            )
+        else:
+            moved = (host, port) != (old.host, old.port)
+            peer = replace(
+                old, host=host, port=port, swarm_id=swarm_id, protocol_version=protocol_version,
+                last_seen=now, present=True,
+                failures=0 if moved else old.failures, retry_at=0.0 if moved else old.retry_at,
+            )  # fmt: skip
+        self._peers[node_id] = peer
+        return peer
+
+    def withdrawn(self, node_id: str) -> None:
+        """Discovery says the peer left; it stays known but not live."""
+        if node_id in self._peers:
+            self._peers[node_id] = replace(self._peers[node_id], present=False)
+
+    def succeeded(
+        self,
+        node_id: str,
+        now: float,
+        round_: int,
+        sent: tuple[int, float] | None = None,
+        received: tuple[int, float] | None = None,
+        rtt: float | None = None,
+    ) -> None:
+        """An exchange with the peer worked; ``sent`` / ``received`` are
+        (bytes, seconds) of each direction, folded into its link estimate."""  # fmt: skip
+        peer = self._peers.get(node_id)
+        if peer is None:
+            return
+        link = peer.link
+        if rtt is not None:
+            link = link.observe_rtt(rtt)
+        for transfer in (sent, received):
+            if transfer is not None:
+                link = link.observe_transfer(*transfer)
+        self._peers[node_id] = replace(
+            peer, last_seen=now, last_exchange=now, last_contact_round=round_,
+            failures=0, retry_at=0.0, link=link,
+        )  # fmt: skip
+
+    def failed(self, node_id: str, now: float) -> None:
+        """Contact failed; back off exponentially before trying again."""
+        peer = self._peers.get(node_id)
+        if peer is None:
+            return
+        failures = peer.failures + 1
+        self._peers[node_id] = replace(
+            peer, failures=failures, retry_at=now + self.backoff.delay(failures)
+        )
+
+    def busy(self, node_id: str, now: float, retry_after: float) -> None:
+        """The peer answered busy: not a failure, but skip it for a while."""
+        peer = self._peers.get(node_id)
+        if peer is not None:
+            self._peers[node_id] = replace(peer, retry_at=now + retry_after, last_seen=now)

@@ -1,0 +1,110 @@
+"""Partner selectors: whom to gossip with next, decided by each node alone.
+
+A selector ranks the live peers; the node tries them in that order (a busy
+partner answers ``busy`` and the next one is tried).  Selectors are pure
+functions of the peers, the node's round counter and an injected rng.
+Registered in the entry point group ``gossipfl.selectors``; the entry point
+is a class whose constructor takes keyword options only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from gossipfl.topology.peers import Peer
+
+
+@runtime_checkable
+class Selector(Protocol):
+    name: ClassVar[str]
+
+    def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
+        """``peers`` (the live ones) in the order to try them.  May leave
+        peers out; never adds any.  Must not block."""
+        ...
+
+
+class Uniform:
+    """A uniformly random order: plain gossip."""
+
+    name: ClassVar[str] = "uniform"
+
+    def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
+        return [peers[i] for i in rng.permutation(len(peers))]
+
+
+class BandwidthAware:
+    """GossipFL-style and decentralized: prefer fast links, starve none.
+
+    1. Peers about to go ``max_staleness`` rounds without contact (either
+       way) come first, earliest deadline first: every peer is reached at
+       least once every ``max_staleness`` rounds.
+    2. Then the rest, sampled without replacement with weight
+       ``bandwidth ** power``.  A link never measured is explored
+       optimistically: it weighs as much as the fastest known link.
+    3. Peers exchanged with in the last ``exclude_recent`` rounds come last,
+       so a node does not keep averaging with the same partner.
+    """
+
+    name: ClassVar[str] = "bandwidth"
+
+    def __init__(
+        self, max_staleness: int = 200, exclude_recent: int = 2, power: float = 1.0
+    ) -> None:
+        if max_staleness < 1 or exclude_recent < 0 or power < 0:
+            raise ValueError("need max_staleness >= 1, exclude_recent >= 0, power >= 0")
+        self.max_staleness = max_staleness
+        self.exclude_recent = exclude_recent
+        self.power = power
+
+    def weights(self, peers: Sequence[Peer]) -> np.ndarray:
+        known = [p.link.bandwidth for p in peers if p.link.known]
+        optimistic = max(known) if known else 1.0
+        bandwidth = np.array([p.link.bandwidth if p.link.known else optimistic for p in peers])
+        weights: np.ndarray = np.power(bandwidth / bandwidth.max(), self.power)
+        return weights
+
+    def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
+        if not peers:
+            return []
+        forced = self._forced(peers, round_)
+        taken = {p.node_id for p in forced}
+        recent = [
+            p for p in peers
+            if p.node_id not in taken and p.last_contact_round is not None
+            and round_ - p.last_contact_round < self.exclude_recent
+        ]  # fmt: skip
+        taken |= {p.node_id for p in recent}
+        rest = [p for p in peers if p.node_id not in taken]
+        return forced + _weighted_order(rest, self.weights(rest) if rest else None, rng) + recent
+
+    def _forced(self, peers: Sequence[Peer], round_: int) -> list[Peer]:
+        """Peers that must be contacted now for every deadline to hold.
+
+        A peer's deadline is its last contact + ``max_staleness``.  Serving
+        one peer per round in deadline order, the i-th must be reached
+        within i rounds; as soon as that is tight for some peer, every peer
+        up to it is forced, earliest deadline first.  Peers slip only if
+        more than ``max_staleness`` of them share one node.
+        """
+        by_deadline = sorted(peers, key=lambda p: (-p.rounds_since_contact(round_), p.node_id))
+        slack = [
+            self.max_staleness - p.rounds_since_contact(round_) - i
+            for i, p in enumerate(by_deadline)
+        ]
+        tight = [i for i, s in enumerate(slack) if s <= 1]
+        return by_deadline[: tight[-1] + 1] if tight else []
+
+
+def _weighted_order(
+    peers: Sequence[Peer], weights: np.ndarray | None, rng: np.random.Generator
+) -> list[Peer]:
+    """Sampling without replacement proportional to ``weights``
+    (Efraimidis–Spirakis: sort by u ** (1 / w))."""
+    if not peers or weights is None:
+        return []
+    keys = np.log(rng.random(len(peers))) / np.maximum(weights, 1e-12)
+    return [peers[i] for i in np.argsort(-keys, kind="stable")]

@@ -1,0 +1,167 @@
+"""Peer table, link estimates and partner selectors: pure, no IO."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gossipfl.topology.links import PRIOR_BANDWIDTH, LinkEstimate
+from gossipfl.topology.oracle import OracleMatching, bottleneck_matching
+from gossipfl.topology.peers import Backoff, PeerTable
+from gossipfl.topology.selectors import BandwidthAware, Uniform
+
+MB = 1e6
+
+
+def _table(n: int, bandwidths: list[float] | None = None) -> PeerTable:
+    table = PeerTable("self")
+    for i in range(n):
+        table.announced(f"peer{i:02d}", "10.0.0.1", 7000 + i, "swarm", 1, now=0.0)
+        if bandwidths is not None:
+            table.succeeded(f"peer{i:02d}", 0.0, round_=-100, sent=(int(bandwidths[i]), 1.0))
+    return table
+
+
+def test_first_transfer_replaces_the_prior_then_ewma() -> None:
+    link = LinkEstimate()
+    assert link.bandwidth == PRIOR_BANDWIDTH
+    assert not link.known
+    assert link.confidence == 0
+    link = link.observe_transfer(10_000_000, 1.0)
+    assert link.known
+    assert link.bandwidth == pytest.approx(10e6 / 0.975)
+    faster = link.observe_transfer(20_000_000, 1.0)
+    assert link.bandwidth < faster.bandwidth < 20e6 / 0.975
+    assert faster.confidence > link.confidence
+    assert link.observe_transfer(100, 1.0) == link  # too small to say anything about bandwidth
+
+
+def test_own_id_is_never_a_peer_and_withdrawn_peers_are_not_live() -> None:
+    table = PeerTable("self")
+    assert table.announced("self", "h", 1, "s", 1, now=0) is None
+    table.announced("a", "h", 1, "s", 1, now=0)
+    table.withdrawn("a")
+    assert table.live(1.0) == []
+    table.announced("a", "h", 1, "s", 1, now=2)
+    assert [p.node_id for p in table.live(2.0)] == ["a"]
+
+
+def test_failures_back_off_exponentially_and_a_new_address_resets() -> None:
+    table = PeerTable("self", Backoff(base=1.0, cap=10.0))
+    table.announced("a", "h", 1, "s", 1, now=0)
+    retry = []
+    for _ in range(6):
+        table.failed("a", now=100.0)
+        peer = table.get("a")
+        assert peer is not None
+        retry.append(peer.retry_at - 100.0)
+    assert retry == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert table.live(105.0) == []
+    table.announced("a", "h2", 1, "s", 1, now=105.0)
+    assert [p.node_id for p in table.live(105.0)] == ["a"]
+    table.busy("a", now=106.0, retry_after=0.5)
+    assert table.live(106.2) == []
+    assert table.live(106.5) != []
+
+
+selectors = st.sampled_from([Uniform(), BandwidthAware(max_staleness=5), BandwidthAware(power=2.0)])
+
+
+@given(selectors, st.integers(1, 12), st.integers(0, 2**32), st.data())
+def test_never_self_never_dead_or_backed_off(
+    selector: object, n: int, seed: int, data: st.DataObject
+) -> None:
+    table = _table(n, [MB * (i + 1) for i in range(n)])
+    dead = data.draw(st.sets(st.integers(0, n - 1)))
+    for i in dead:
+        if data.draw(st.booleans()):
+            table.withdrawn(f"peer{i:02d}")
+        else:
+            table.failed(f"peer{i:02d}", now=10.0)
+    ranked = selector.rank(table.live(10.5), 3, np.random.default_rng(seed))  # type: ignore[attr-defined]
+    ids = [p.node_id for p in ranked]
+    assert "self" not in ids
+    assert len(ids) == len(set(ids)) == n - len(dead)
+    assert not {f"peer{i:02d}" for i in dead} & set(ids)
+
+
+@given(st.integers(2, 16), st.integers(0, 2**32), st.data())
+def test_every_live_peer_is_reached_within_max_staleness(
+    n: int, seed: int, data: st.DataObject
+) -> None:
+    max_staleness = data.draw(st.integers(n, 3 * n))
+    bandwidths = [MB * 100 if i % 2 else MB for i in range(n)]  # a strongly two-tier swarm
+    table = PeerTable("self")
+    for i in range(n):
+        table.announced(f"peer{i:02d}", "h", 1, "s", 1, now=0.0)
+    selector = BandwidthAware(max_staleness=max_staleness)
+    rng = np.random.default_rng(seed)
+    last = {f"peer{i:02d}": 0 for i in range(n)}
+    for round_ in range(1, 6 * max_staleness):
+        chosen = selector.rank(table.live(0.0), round_, rng)[0]
+        table.succeeded(
+            chosen.node_id, 0.0, round_, sent=(int(bandwidths[int(chosen.node_id[4:])]), 1.0)
+        )
+        last[chosen.node_id] = round_
+        assert all(round_ - contact <= max_staleness for contact in last.values()), (round_, last)
+
+
+def test_the_fast_tier_is_chosen_more_often_but_the_slow_one_is_not_starved() -> None:
+    n = 20
+    table = _table(n, [100 * MB if i < n // 2 else MB for i in range(n)])
+    selector = BandwidthAware(max_staleness=60)
+    rng = np.random.default_rng(0)
+    counts = np.zeros(n)
+    for round_ in range(600):
+        chosen = selector.rank(table.live(0.0), round_, rng)[0]
+        index = int(chosen.node_id[4:])
+        counts[index] += 1
+        table.succeeded(
+            chosen.node_id, 0.0, round_, sent=(int(100 * MB if index < n // 2 else MB), 1.0)
+        )
+    assert counts[: n // 2].sum() > 3 * counts[n // 2 :].sum()
+    assert counts[n // 2 :].min() >= 600 // 60 - 1
+
+
+def test_unknown_links_are_explored_optimistically() -> None:
+    table = _table(3, [MB, MB, MB])
+    table.announced("new", "h", 1, "s", 1, now=0.0)
+    weights = BandwidthAware().weights(table.live(0.0))
+    assert weights.tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def _perfect_matchings(nodes: list[int]) -> list[list[tuple[int, int]]]:
+    if not nodes:
+        return [[]]
+    first, rest = nodes[0], nodes[1:]
+    out = []
+    for k, partner in enumerate(rest):
+        for tail in _perfect_matchings(rest[:k] + rest[k + 1 :]):
+            out.append([(first, partner), *tail])
+    return out
+
+
+@given(st.sampled_from([2, 4, 6, 8]), st.integers(0, 2**32))
+def test_oracle_matching_is_perfect_and_its_weakest_link_is_best(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    bandwidth = rng.choice([1.0, 10.0, 100.0], size=(n, n)) * rng.uniform(0.5, 1.5, size=(n, n))
+    bandwidth = np.minimum(bandwidth, bandwidth.T)
+    pairs = bottleneck_matching(bandwidth)
+    assert sorted(itertools.chain(*pairs)) == list(range(n))
+    best = max(min(bandwidth[i, j] for i, j in m) for m in _perfect_matchings(list(range(n))))
+    assert min(bandwidth[i, j] for i, j in pairs) == pytest.approx(best)
+
+
+def test_oracle_guard_adds_new_links_when_recent_ones_are_disconnected() -> None:
+    n = 8
+    bandwidth = np.full((n, n), 1.0)
+    for i in range(0, n, 2):  # one very fast fixed pairing
+        bandwidth[i, i + 1] = bandwidth[i + 1, i] = 100.0
+    oracle = OracleMatching(t_thres=3)
+    first = [oracle.match(bandwidth) for _ in range(3)]
+    assert all(pairs == first[0] for pairs in first)
+    assert oracle.match(bandwidth) != first[0]  # the guard forces other pairs
