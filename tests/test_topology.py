@@ -165,3 +165,23 @@ def test_oracle_guard_adds_new_links_when_recent_ones_are_disconnected() -> None
     first = [oracle.match(bandwidth) for _ in range(3)]
     assert all(pairs == first[0] for pairs in first)
     assert oracle.match(bandwidth) != first[0]  # the guard forces other pairs
+
+
+def test_a_slow_node_leaves_fast_peers_to_fast_nodes() -> None:
+    table = _table(4, [MB, MB, MB, MB])  # from a slow node every link is slow
+    table.advertised("peer00", 100 * MB)
+    table.advertised("peer01", 100 * MB)
+    table.advertised("peer02", MB)
+    weights = BandwidthAware().weights(table.live(0.0))
+    assert weights[2] == pytest.approx(1.0)
+    assert weights[0] < 0.02 * weights[2]
+    assert weights[3] == pytest.approx(1.0)  # capacity unknown: no penalty
+    assert BandwidthAware(fit=0).weights(table.live(0.0)).tolist() == [1.0] * 4
+
+
+def test_own_capacity_is_the_best_measured_link() -> None:
+    table = _table(3, [MB, 5 * MB, 2 * MB])
+    capacity = table.capacity()
+    assert capacity is not None
+    assert capacity == pytest.approx(5 * MB / 0.975)
+    assert PeerTable("x").capacity() is None

@@ -40,6 +40,9 @@ class Peer:
     failures: int = 0
     retry_at: float = 0.0
     link: LinkEstimate = field(default_factory=LinkEstimate)
+    # The peer's own best measured link rate (bytes/s), as it advertises it;
+    # lets a selector avoid tying up a fast peer on a slow link.
+    capacity: float | None = None
 
     def live(self, now: float) -> bool:
         """Present and not backing off after failures."""
@@ -146,6 +149,17 @@ class PeerTable:
         self._peers[node_id] = replace(
             peer, failures=failures, retry_at=now + self.backoff.delay(failures)
         )
+
+    def advertised(self, node_id: str, capacity: float) -> None:
+        """The peer says its best link runs at ``capacity`` bytes/s."""
+        peer = self._peers.get(node_id)
+        if peer is not None and capacity > 0:
+            self._peers[node_id] = replace(peer, capacity=capacity)
+
+    def capacity(self) -> float | None:
+        """Our own best measured link rate, to advertise to peers."""
+        known = [p.link.bandwidth for p in self._peers.values() if p.link.known]
+        return max(known) if known else None
 
     def busy(self, node_id: str, now: float, retry_after: float) -> None:
         """The peer answered busy: not a failure, but skip it for a while."""

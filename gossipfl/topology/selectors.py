@@ -47,25 +47,42 @@ class BandwidthAware:
        optimistically: it weighs as much as the fastest known link.
     3. Peers exchanged with in the last ``exclude_recent`` rounds come last,
        so a node does not keep averaging with the same partner.
+
+    Weights also use each peer's advertised capacity (its own best link),
+    see :meth:`weights`: with ``fit = 0`` they depend on our link only.
     """
 
     name: ClassVar[str] = "bandwidth"
 
     def __init__(
-        self, max_staleness: int = 200, exclude_recent: int = 2, power: float = 1.0
+        self,
+        max_staleness: int = 200,
+        exclude_recent: int = 2,
+        power: float = 1.0,
+        fit: float = 1.0,
     ) -> None:
-        if max_staleness < 1 or exclude_recent < 0 or power < 0:
-            raise ValueError("need max_staleness >= 1, exclude_recent >= 0, power >= 0")
+        if max_staleness < 1 or exclude_recent < 0 or power < 0 or fit < 0:
+            raise ValueError("need max_staleness >= 1, exclude_recent >= 0, power >= 0, fit >= 0")
         self.max_staleness = max_staleness
         self.exclude_recent = exclude_recent
         self.power = power
+        self.fit = fit
 
     def weights(self, peers: Sequence[Peer]) -> np.ndarray:
+        """``(bandwidth / fastest) ** power * (bandwidth / capacity) ** fit``.
+
+        The second factor is what makes pairs match like the oracle's: a
+        peer that advertises a capacity far above our link to it would be
+        tied up on a slow link, so it weighs less (a slow node prefers slow
+        partners; fast nodes find each other).  Unknown capacity: 1.
+        """
         known = [p.link.bandwidth for p in peers if p.link.known]
         optimistic = max(known) if known else 1.0
         bandwidth = np.array([p.link.bandwidth if p.link.known else optimistic for p in peers])
+        capacity = np.array([p.capacity or 0.0 for p in peers])
+        usage = np.where(capacity > 0, np.minimum(bandwidth / np.maximum(capacity, 1e-9), 1.0), 1.0)
         weights: np.ndarray = np.power(bandwidth / bandwidth.max(), self.power)
-        return weights
+        return weights * np.power(usage, self.fit)
 
     def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
         if not peers:
