@@ -95,8 +95,11 @@ def run_decentralized(
                 staleness.contact(i, j, round_)
                 break
         staleness.close_round(round_)
-    return {"mean_link_mbit_s": float(np.mean(chosen)) / MBIT, "exchanges_per_round": len(chosen) / rounds,
-            "worst_staleness_rounds": staleness.worst}  # fmt: skip
+    return {
+        "mean_link_mbit_s": float(np.mean(chosen)) / MBIT,
+        "exchanges_per_round": len(chosen) / rounds,
+        "worst_staleness_rounds": staleness.worst,
+    }
 
 
 def run_oracle(bandwidth: np.ndarray, rounds: int, t_thres: int) -> dict[str, Any]:
@@ -108,8 +111,11 @@ def run_oracle(bandwidth: np.ndarray, rounds: int, t_thres: int) -> dict[str, An
             chosen.append(float(bandwidth[i, j]))
             staleness.contact(i, j, round_)
         staleness.close_round(round_)
-    return {"mean_link_mbit_s": float(np.mean(chosen)) / MBIT, "exchanges_per_round": len(chosen) / rounds,
-            "worst_staleness_rounds": staleness.worst}  # fmt: skip
+    return {
+        "mean_link_mbit_s": float(np.mean(chosen)) / MBIT,
+        "exchanges_per_round": len(chosen) / rounds,
+        "worst_staleness_rounds": staleness.worst,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     max_staleness = args.max_staleness or 3 * args.peers
     bandwidth = tiers(args.peers, np.random.default_rng(args.seed))
     rows = [{"selector": "oracle-matching", **run_oracle(bandwidth, args.rounds, args.t_thres)}]
-    for selector in (Uniform(), BandwidthAware(max_staleness=max_staleness, fit=0.0),
-                     BandwidthAware(max_staleness=max_staleness)):  # fmt: skip
+    for selector in (
+        Uniform(),
+        BandwidthAware(max_staleness=max_staleness, fit=0.0),
+        BandwidthAware(max_staleness=max_staleness),
+    ):
         label = selector.name
         if isinstance(selector, BandwidthAware):
             label += f" (fit {selector.fit:g})"
@@ -140,8 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.json, rows)
     print_table(
         f"{args.peers} peers, tiers 1/10/100 Mbit/s, {args.rounds} rounds, max_staleness {max_staleness}",
-        rows, ["selector", "mean_link_mbit_s", "vs_oracle", "worst_staleness_rounds", "exchanges_per_round"],
-    )  # fmt: skip
+        rows,
+        [
+            "selector",
+            "mean_link_mbit_s",
+            "vs_oracle",
+            "worst_staleness_rounds",
+            "exchanges_per_round",
+        ],
+    )
     return 0
 
 

@@ -146,12 +146,14 @@ async def _measure(
         size = size_mib * MIB
         raw = [await _throughput(ports["raw"], None, size, count) for _ in range(repeats)]
         enc = [await _throughput(ports["tls"], ctx, size, count) for _ in range(repeats)]
-        rows.append({
-            "case": f"{size_mib} MiB messages",
-            "raw_tcp_MB_s": statistics.median(raw),
-            "tls13_MB_s": statistics.median(enc),
-            "tls_vs_raw": statistics.median(enc) / statistics.median(raw),
-        })  # fmt: skip
+        rows.append(
+            {
+                "case": f"{size_mib} MiB messages",
+                "raw_tcp_MB_s": statistics.median(raw),
+                "tls13_MB_s": statistics.median(enc),
+                "tls_vs_raw": statistics.median(enc) / statistics.median(raw),
+            }
+        )
     shakes = [await _handshake_ms(ports["tls"], ctx) for _ in range(max(repeats * 6, 30))]
     rows.append(
         {"case": "connect + TLS handshake", "handshake_ms_median": statistics.median(shakes)}
