@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         row["vs_oracle"] = row["mean_link_mbit_s"] / oracle
     write_json(args.json, rows)
     print_table(
-        f"{args.peers} peers, tiers 1/10/100 Mbit/s, {args.rounds} rounds, max_staleness {max_staleness}",
+        f"{args.peers} peers, tiers 1/10/100 Mbit/s, {args.rounds} rounds, "
+        f"max_staleness {max_staleness}",
         rows,
         [
             "selector",
