@@ -29,6 +29,7 @@ test-all: lint
 bench: $(STAMP)
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/transport.py
+	$(BIN)/python bench/selectors.py
 	$(BIN)/python bench/algorithm.py
 
 demo: $(STAMP)

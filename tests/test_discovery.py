@@ -1,0 +1,185 @@
+"""Discovery: the TXT parser, the in-memory hub, static seeds, and real mDNS
+between separate processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from gossipfl.topology.discovery import (
+    Announcement,
+    DiscoveryHub,
+    InMemoryDiscovery,
+    Joined,
+    Left,
+    SeedDiscovery,
+    announcement_txt,
+    parse_announcement,
+    unbounded_channel,
+)
+
+SWARM = "1" * 32
+PEER_SCRIPT = Path(__file__).with_name("mdns_peer.py")
+
+
+def _node(letter: str, swarm: str = SWARM, port: int = 7000) -> Announcement:
+    return Announcement(letter * 64, swarm, 1, "127.0.0.1", port)
+
+
+def _txt(announcement: Announcement) -> dict[bytes, bytes | None]:
+    return {k.encode(): v.encode() for k, v in announcement_txt(announcement).items()}
+
+
+def test_txt_round_trip() -> None:
+    own = _node("a")
+    assert parse_announcement(_txt(own), "127.0.0.1", swarm_id=SWARM, protocol_version=1) == own
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({b"swarm_id": b"2" * 32}, "another swarm"),
+        ({b"version": b"7"}, "protocol version 7"),
+        ({b"node_id": b"zz"}, "malformed node_id"),
+        ({b"node_id": b"a" * 300}, "300 bytes long"),
+        ({b"port": b"99999"}, "out of range"),
+        ({b"port": b"-1"}, "malformed version or port"),
+        ({b"port": None}, "missing port"),
+        ({b"swarm_id": b"\xff" * 32}, "not ASCII"),
+    ],
+)
+def test_foreign_or_malformed_announcements_are_ignored(
+    change: dict[bytes, bytes | None], reason: str
+) -> None:
+    properties = {**_txt(_node("a")), **change}
+    result = parse_announcement(properties, "h", swarm_id=SWARM, protocol_version=1)
+    assert isinstance(result, str)
+    assert reason in result
+
+
+async def test_in_memory_hub_reports_joins_and_leaves_within_a_swarm() -> None:
+    hub = DiscoveryHub()
+    a_in, a_events = unbounded_channel()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(InMemoryDiscovery(hub, _node("a")).run, a_in)
+        b_scope = trio.CancelScope()
+
+        async def run_b() -> None:
+            with b_scope:
+                b_in, _ = unbounded_channel()
+                await InMemoryDiscovery(hub, _node("b")).run(
+                    b_in, task_status=trio.TASK_STATUS_IGNORED
+                )
+
+        nursery.start_soon(run_b)
+        c_in, _ = unbounded_channel()
+        await nursery.start(InMemoryDiscovery(hub, _node("c", swarm="2" * 32)).run, c_in)
+        await trio.testing.wait_all_tasks_blocked()
+        assert a_events.receive_nowait() == Joined(_node("b"))
+        b_scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        events = []
+        while True:
+            try:
+                events.append(a_events.receive_nowait())
+            except trio.WouldBlock:
+                break
+        assert Left("b" * 64) in events
+        assert not any(isinstance(e, Joined) and e.peer.swarm_id != SWARM for e in events)
+        nursery.cancel_scope.cancel()
+
+
+async def test_seeds_are_retried_with_backoff_until_they_answer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    attempts: list[float] = []
+
+    async def probe(host: str, port: int) -> Announcement:
+        attempts.append(trio.current_time())
+        if len(attempts) < 4:
+            raise OSError(f"{host}:{port}: connection refused")
+        return _node("s", port=port)
+
+    events_in, events = unbounded_channel()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            SeedDiscovery([("10.0.0.9", 7100)], probe, base_delay=1.0).run, events_in
+        )
+        assert await events.receive() == Joined(_node("s", port=7100))
+        nursery.cancel_scope.cancel()
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(attempts)]
+    assert gaps == [1.0, 2.0, 4.0]
+
+
+class PeerProcess:
+    """One discovery-only node in its own process (tests/mdns_peer.py)."""
+
+    def __init__(self, service_type: str, node: Announcement) -> None:
+        self.node = node
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(PEER_SCRIPT),
+                service_type,
+                node.node_id,
+                node.swarm_id,
+                str(node.port),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    async def next_event(self, timeout: float) -> dict[str, str]:
+        assert self.process.stdout is not None
+        with trio.fail_after(timeout):
+            line = await trio.to_thread.run_sync(
+                self.process.stdout.readline, abandon_on_cancel=True
+            )
+        assert line, f"peer {self.node.node_id[:4]} exited"
+        event: dict[str, str] = json.loads(line)
+        return event
+
+    async def events_until(self, wanted: dict[str, str], timeout: float) -> list[dict[str, str]]:
+        seen = []
+        with trio.fail_after(timeout):
+            while True:
+                event = await self.next_event(timeout)
+                seen.append(event)
+                if all(event.get(k) == v for k, v in wanted.items()):
+                    return seen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=10)
+
+
+async def test_separate_processes_find_each_other_over_mdns_and_see_a_leave() -> None:
+    service_type = f"_gfl-{secrets.token_hex(4)}._tcp.local."
+    a, b, other = (
+        _node("a", port=7001),
+        _node("b", port=7002),
+        _node("c", swarm="2" * 32, port=7003),
+    )
+    peers = [PeerProcess(service_type, node) for node in (a, b, other)]
+    try:
+        for peer in peers:
+            assert (await peer.next_event(20))["event"] == "ready"
+        seen_by_a = await peers[0].events_until({"event": "joined", "node_id": b.node_id}, 15)
+        await peers[1].events_until({"event": "joined", "node_id": a.node_id}, 15)
+        peers[1].stop()
+        seen_by_a += await peers[0].events_until({"event": "left", "node_id": b.node_id}, 10)
+        assert all(event.get("node_id") != other.node_id for event in seen_by_a)
+        assert {"event": "joined", "node_id": b.node_id, "port": 7002} in seen_by_a
+    finally:
+        for peer in peers:
+            peer.stop()
