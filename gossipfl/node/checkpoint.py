@@ -1,0 +1,132 @@
+"""Atomic checkpoints of a node's state: model, residual and counters.
+
+One file, ``checkpoint.npz``: numpy arrays (no pickle) plus the metadata
+as JSON bytes.  Written to a temporary file, fsynced, renamed over the old
+one, and the folder fsynced: a crash at any moment leaves either the old
+or the new checkpoint, never a mix.  Loading checks that the file is
+intact (checksums) and belongs to this node's swarm, trainer and model, and
+refuses it with a reason otherwise rather than silently starting over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+FORMAT: Final = 1
+FILENAME: Final = "checkpoint.npz"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is corrupt or belongs to another swarm, trainer or
+    model; the message names the file and what does not match."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a checkpoint must match to be restored."""
+
+    swarm_id: str
+    trainer: str
+    dim: int
+    initial_model_hash: str  # hex
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    identity: Identity
+    node_id: str
+    params: npt.NDArray[np.float32]
+    residual: npt.NDArray[np.float32]
+    counters: dict[str, int]
+
+
+def _digest(array: npt.NDArray[np.float32]) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array, dtype="<f4").tobytes()).hexdigest()
+
+
+def save_checkpoint(state_dir: Path, checkpoint: Checkpoint) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "node_id": checkpoint.node_id,
+        "swarm_id": checkpoint.identity.swarm_id,
+        "trainer": checkpoint.identity.trainer,
+        "dim": checkpoint.identity.dim,
+        "initial_model_hash": checkpoint.identity.initial_model_hash,
+        "params_sha256": _digest(checkpoint.params),
+        "residual_sha256": _digest(checkpoint.residual),
+        "counters": checkpoint.counters,
+    }
+    path = state_dir / FILENAME
+    tmp = state_dir / f".{FILENAME}.tmp"
+    with open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            params=checkpoint.params.astype("<f4"),
+            residual=checkpoint.residual.astype("<f4"),
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        )
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    folder = os.open(state_dir, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return path
+
+
+def load_checkpoint(state_dir: Path, expected: Identity) -> Checkpoint | None:
+    """The checkpoint in ``state_dir``, or ``None`` if there is none.
+
+    Raises :class:`CheckpointError` for a corrupt or foreign one.
+    """
+    path = state_dir / FILENAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            params, residual = archive["params"], archive["residual"]
+            meta: dict[str, Any] = json.loads(archive["meta"].tobytes())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{path} is corrupt ({type(exc).__name__}: {exc}); move it away to start fresh"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} has format {meta.get('format')!r}, this version reads {FORMAT}"
+        )
+    for key, want in (
+        ("swarm_id", expected.swarm_id),
+        ("trainer", expected.trainer),
+        ("dim", expected.dim),
+        ("initial_model_hash", expected.initial_model_hash),
+    ):
+        if meta.get(key) != want:
+            raise CheckpointError(
+                f"{path} belongs to another {key.replace('_', ' ')} ({meta.get(key)!r}, "
+                f"this node has {want!r}); use another state_dir or move the file away"
+            )
+    if params.shape != (expected.dim,) or residual.shape != (expected.dim,):
+        raise CheckpointError(f"{path} holds arrays of the wrong size")
+    if _digest(params) != meta.get("params_sha256") or _digest(residual) != meta.get(
+        "residual_sha256"
+    ):
+        raise CheckpointError(f"{path} is corrupt (checksum mismatch); move it away to start fresh")
+    counters = meta.get("counters", {})
+    if not isinstance(counters, dict) or not all(isinstance(v, int) for v in counters.values()):
+        raise CheckpointError(f"{path} has malformed counters")
+    node_id = str(meta.get("node_id", ""))
+    return Checkpoint(
+        expected, node_id, params.astype(np.float32), residual.astype(np.float32), counters
+    )

@@ -1,0 +1,109 @@
+"""Config files and checkpoints: clear errors, nothing silently lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gossipfl.node.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    Identity,
+    load_checkpoint,
+    save_checkpoint,
+)
+from gossipfl.node.config import EXAMPLE, ConfigError, load_config
+
+
+def test_the_commented_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(EXAMPLE)
+    config = load_config(path)
+    assert config.gossip.compressor == "topk-ef"
+    assert config.swarm.ca_cert == tmp_path / "ca.crt"
+    assert config.node.state_dir == tmp_path / "state"
+    assert config.trainer_name == "digits-mlp"
+    assert config.trainer_options == {"partition": "iid"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[gossip]\ndensity = 'lots'\n", r"\[gossip\]\.density: expected float, got 'lots'"),
+        ("[gossip]\ndensity = 2.0\n", r"density must be in \(0, 1\]"),
+        (
+            "[gossip]\ndensty = 0.1\n",
+            r"unknown key 'densty'; expected one of local_steps, compressor",
+        ),
+        ("[gosip]\n", r"unknown table\(s\) \['gosip'\]"),
+        ("[node]\nlisten = '7000'\n", r"listen must be host:port"),
+        ("[discovery]\nseeds = ['nohost']\n", r"seed 'nohost' is not host:port"),
+        ("[discovery]\nmdns = 1\n", r"mdns: expected bool, got 1"),
+        ("[trainer]\nname = 3\n", r"\[trainer\]\.name"),
+        ("[node\n", r"not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_file_the_key_and_the_expectation(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_missing_file_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="gossipfl init-config"):
+        load_config(tmp_path / "nope.toml")
+
+
+IDENTITY = Identity("s" * 32, "digits-logreg", 10, "ab" * 32)
+
+
+def _checkpoint() -> Checkpoint:
+    rng = np.random.default_rng(0)
+    params, residual = (rng.standard_normal(10).astype(np.float32) for _ in range(2))
+    return Checkpoint(IDENTITY, "n" * 64, params, residual, {"exchanges": 7, "rounds": 9})
+
+
+def test_checkpoints_round_trip_exactly(tmp_path: Path) -> None:
+    saved = _checkpoint()
+    save_checkpoint(tmp_path, saved)
+    loaded = load_checkpoint(tmp_path, IDENTITY)
+    assert loaded is not None
+    assert np.array_equal(loaded.params, saved.params)
+    assert np.array_equal(loaded.residual, saved.residual)
+    assert loaded.counters == {"exchanges": 7, "rounds": 9}
+    assert not list(tmp_path.glob(".*tmp"))
+    assert load_checkpoint(tmp_path / "empty", IDENTITY) is None
+
+
+@pytest.mark.parametrize(
+    ("identity", "message"),
+    [
+        (Identity("t" * 32, "digits-logreg", 10, "ab" * 32), "another swarm id"),
+        (Identity("s" * 32, "digits-mlp", 10, "ab" * 32), "another trainer"),
+        (Identity("s" * 32, "digits-logreg", 11, "ab" * 32), "another dim"),
+        (Identity("s" * 32, "digits-logreg", 10, "cd" * 32), "another initial model hash"),
+    ],
+)
+def test_foreign_checkpoints_are_refused(tmp_path: Path, identity: Identity, message: str) -> None:
+    save_checkpoint(tmp_path, _checkpoint())
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path, identity)
+
+
+def test_corrupt_checkpoints_are_refused_not_discarded(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, _checkpoint())
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path, IDENTITY)
+    assert path.exists()
+    path.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="move it away"):
+        load_checkpoint(tmp_path, IDENTITY)
