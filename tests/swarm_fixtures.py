@@ -119,6 +119,10 @@ async def tls_pair(
         nursery.start_soon(side, "server", right, server, True)
     (c_stream, c_peer), (s_stream, s_peer) = results["client"], results["server"]
     return (
-        MessageChannel(c_stream, Session(Role.INITIATOR, MAX_FRAME), c_peer[:12], timeouts),
-        MessageChannel(s_stream, Session(Role.RESPONDER, MAX_FRAME), s_peer[:12], timeouts),
+        MessageChannel(
+            c_stream, Session(Role.INITIATOR, MAX_FRAME), c_peer[:12], timeouts, node_id=c_peer
+        ),
+        MessageChannel(
+            s_stream, Session(Role.RESPONDER, MAX_FRAME), s_peer[:12], timeouts, node_id=s_peer
+        ),
     )

@@ -203,3 +203,20 @@ async def test_honest_members_exchange_and_preserve_the_sum(
     assert b_model.apply_pending() == 1
     assert np.allclose(a_model.params + b_model.params, total, atol=1e-5)
     assert not np.array_equal(a_model.params, model_and_terms(swarm.members[0], seed=1)[0].params)
+
+
+async def test_a_member_claiming_another_node_id_in_hello_is_refused(
+    swarm: Swarm, autojump_clock: trio.testing.MockClock
+) -> None:
+    impostor, victim = await tls_pair(swarm.members[0], swarm.members[1])
+    model, terms = model_and_terms(swarm.members[1])
+    _, other_terms = model_and_terms(swarm.members[2])  # hello of member 2, certificate of member 0
+
+    async def impostor_side() -> None:
+        with contextlib.suppress(PeerError):
+            await greet(impostor, other_terms)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(impostor_side)
+        with pytest.raises(PeerError, match="hello names another node than its certificate"):
+            await respond(victim, model, terms)

@@ -63,6 +63,8 @@ def incompatibility(ours: Hello, theirs: Hello) -> str | None:
 
 async def _check_hello(channel: MessageChannel, terms: ExchangeTerms, theirs: Hello) -> None:
     reason = incompatibility(terms.hello, theirs)
+    if reason is None and channel.node_id is not None and theirs.node_id != channel.node_id:
+        reason = "hello names another node than its certificate"
     if reason is not None:
         await channel.send(Bye(reason))
         await channel.reject(f"refused at hello: {reason}")

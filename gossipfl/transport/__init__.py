@@ -1,6 +1,6 @@
 """TLS 1.3 channels over trio streams, TCP listener and dialer, identities."""
 
-from gossipfl.transport.channel import MessageChannel, PeerError, Timeouts
+from gossipfl.transport.channel import MessageChannel, PeerError, Timeouts, Traffic
 from gossipfl.transport.identity import IdentityError, NodeIdentity
 from gossipfl.transport.tcp import dial, serve
 from gossipfl.transport.tls import HandshakeError, secure_stream, tls_context
@@ -12,6 +12,7 @@ __all__ = [
     "NodeIdentity",
     "PeerError",
     "Timeouts",
+    "Traffic",
     "dial",
     "secure_stream",
     "serve",

@@ -51,14 +51,34 @@ class Timeouts:
     handshake: float = 10.0
 
 
+@dataclass
+class Traffic:
+    """Bytes moved, shared by every channel of a node."""
+
+    sent: int = 0
+    received: int = 0
+
+
 class MessageChannel:
+    """``peer`` names the other side in logs; ``node_id`` is its
+    authenticated node id (from its certificate) when known."""
+
     def __init__(
-        self, stream: trio.abc.Stream, session: Session, peer: str, timeouts: Timeouts
+        self,
+        stream: trio.abc.Stream,
+        session: Session,
+        peer: str,
+        timeouts: Timeouts,
+        *,
+        node_id: str | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
         self.stream = stream
         self.session = session
         self.peer = peer
+        self.node_id = node_id
         self.timeouts = timeouts
+        self.traffic = traffic if traffic is not None else Traffic()
         self.bytes_sent = 0
         self.bytes_received = 0
         self._closed = False
@@ -78,6 +98,7 @@ class MessageChannel:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             await self.reject(f"connection lost while sending {message.TYPE} ({_cause(exc)})")
         self.bytes_sent += len(data)
+        self.traffic.sent += len(data)
 
     async def receive(self) -> Message:
         """The next message from the peer; raises :class:`PeerError`."""
@@ -105,6 +126,7 @@ class MessageChannel:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 await self.reject(f"connection lost ({_cause(exc)})")
             self.bytes_received += len(data)
+            self.traffic.received += len(data)
             try:
                 self.session.receive_data(data)
             except RemoteProtocolError as exc:
@@ -115,6 +137,10 @@ class MessageChannel:
         log.warning("peer_refused", peer=self.peer, reason=reason)
         await self.aclose()
         raise PeerError(self.peer, reason)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -9,7 +9,7 @@ import structlog
 import trio
 
 from gossipfl.protocol import Role, Session
-from gossipfl.transport.channel import MessageChannel, Timeouts
+from gossipfl.transport.channel import MessageChannel, Timeouts, Traffic
 from gossipfl.transport.tls import HandshakeError, secure_stream
 
 log = structlog.get_logger("gossipfl.transport")
@@ -37,6 +37,7 @@ async def dial(
     timeouts: Timeouts,
     max_frame_bytes: int,
     expected_node_id: str | None = None,
+    traffic: Traffic | None = None,
 ) -> MessageChannel:
     """Connect, handshake, and check the peer's node id when known.
 
@@ -76,6 +77,7 @@ async def serve(
     *,
     timeouts: Timeouts,
     max_frame_bytes: int,
+    traffic: Traffic | None = None,
 ) -> None:
     """Accept connections forever; each gets a TLS handshake and, if it
     passes, a responder channel handed to ``handler`` in its own task.
