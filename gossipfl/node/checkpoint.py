@@ -130,3 +130,19 @@ def load_checkpoint(state_dir: Path, expected: Identity) -> Checkpoint | None:
     return Checkpoint(
         expected, node_id, params.astype(np.float32), residual.astype(np.float32), counters
     )
+
+
+def read_params(state_dir: Path) -> npt.NDArray[np.float32]:
+    """The model in ``state_dir``'s checkpoint, checksum-verified, for export."""
+    path = state_dir / FILENAME
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            params: npt.NDArray[np.float32] = archive["params"].astype(np.float32)
+            meta: dict[str, Any] = json.loads(archive["meta"].tobytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint in {state_dir} ({FILENAME} missing)") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt ({type(exc).__name__}: {exc})") from None
+    if _digest(params) != meta.get("params_sha256"):
+        raise CheckpointError(f"{path} is corrupt (checksum mismatch)")
+    return params

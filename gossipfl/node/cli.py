@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from gossipfl import __version__
-from gossipfl.plugins import COMPRESSORS, SELECTORS, TRAINERS, installed
+from gossipfl.node.checkpoint import CheckpointError
+from gossipfl.node.config import ConfigError
+from gossipfl.plugins import COMPRESSORS, SELECTORS, TRAINERS, PluginError, installed
 from gossipfl.transport.identity import IdentityError, init_swarm, keygen, keygen_csr, sign_request
 
 
@@ -50,6 +53,52 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init_config(args: argparse.Namespace) -> int:
+    from gossipfl.node.config import EXAMPLE
+
+    if args.path.exists() and not args.force:
+        print(
+            f"gossipfl: {args.path} exists; refusing to overwrite it (use --force)", file=sys.stderr
+        )
+        return 1
+    args.path.write_text(EXAMPLE)
+    print(f"wrote {args.path}; edit the [swarm] paths, then: gossipfl run --config {args.path}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gossipfl.node.run import run_node
+
+    return run_node(args.config, log_format=args.log_format)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from gossipfl.node.daemon import read_status
+    from gossipfl.node.status import print_status
+
+    try:
+        status = read_status(args.state_dir)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"gossipfl status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print_status(status)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gossipfl.node.checkpoint import read_params
+
+    params = read_params(args.state_dir)
+    np.save(args.out, params, allow_pickle=False)
+    print(f"wrote {params.size} float32 parameters to {args.out}")
+    return 0
+
+
 def _cmd_not_yet(args: argparse.Namespace) -> int:
     print(
         f"gossipfl {args.command}: not available yet in {__version__}; "
@@ -84,6 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--force", action="store_true", help="replace an existing key")
     keys.set_defaults(func=_cmd_keygen)
 
+    init_config = commands.add_parser("init-config", help="write a commented example node.toml")
+    init_config.add_argument("path", type=Path, nargs="?", default=Path("node.toml"))
+    init_config.add_argument("--force", action="store_true")
+    init_config.set_defaults(func=_cmd_init_config)
+
+    run = commands.add_parser("run", help="run the daemon (SIGINT/SIGTERM: checkpoint and leave)")
+    run.add_argument("--config", type=Path, required=True, metavar="node.toml")
+    run.add_argument("--log-format", choices=["json", "console"], help="override [log] format")
+    run.set_defaults(func=_cmd_run)
+
+    status = commands.add_parser("status", help="live view of a running daemon")
+    status.add_argument("--state-dir", type=Path, default=Path("state"))
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_cmd_status)
+
+    export = commands.add_parser("export", help="write the current model as a .npy file")
+    export.add_argument("--state-dir", type=Path, default=Path("state"))
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(func=_cmd_export)
+
     plugins = commands.add_parser("plugins", help="list installed trainers, compressors, selectors")
     plugins.set_defaults(func=_cmd_plugins)
     demo = commands.add_parser("demo", help="real daemons on 127.0.0.1, end to end (coming)")
@@ -95,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except IdentityError as exc:
+    except (IdentityError, ConfigError, PluginError, CheckpointError) as exc:
         print(f"gossipfl: {exc}", file=sys.stderr)
         return 1
     return code

@@ -191,6 +191,21 @@ class SeedDiscovery:
             return
 
 
+class CombinedDiscovery:
+    """Several discoveries at once (mDNS and static seeds)."""
+
+    def __init__(self, parts: list[Discovery]) -> None:
+        self.parts = parts
+
+    async def run(
+        self, events: trio.MemorySendChannel[DiscoveryEvent], *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            for part in self.parts:
+                await nursery.start(part.run, events)
+            task_status.started()
+
+
 def unbounded_channel() -> tuple[
     trio.MemorySendChannel[DiscoveryEvent], trio.MemoryReceiveChannel[DiscoveryEvent]
 ]:
