@@ -175,3 +175,46 @@ async def test_a_stalled_handshake_times_out_in_virtual_time(
 
 def test_fixture_dirs_exist(swarm: Swarm) -> None:
     assert Path(swarm.members[0].cert_path).exists()
+
+
+async def test_tcp_channels_know_the_authenticated_node_id_and_count_traffic(swarm: Swarm) -> None:
+    from gossipfl.transport import Traffic
+
+    traffic, served = Traffic(), Traffic()
+    seen: list[str | None] = []
+
+    async def handler(channel: MessageChannel) -> None:
+        seen.append(channel.node_id)
+        await channel.receive()
+        await channel.send(Bye("ok"))
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        ctx = tls_context(swarm.members[1], server_side=True)
+        nursery.start_soon(
+            lambda: serve(
+                listeners,
+                ctx,
+                handler,
+                timeouts=Timeouts(),
+                max_frame_bytes=MAX_FRAME,
+                traffic=served,
+            )
+        )
+        channel = await dial(
+            "127.0.0.1",
+            port,
+            tls_context(swarm.members[0], server_side=False),
+            timeouts=Timeouts(),
+            max_frame_bytes=MAX_FRAME,
+            traffic=traffic,
+        )
+        assert channel.node_id == swarm.members[1].node_id
+        await channel.send(Hello(swarm.members[0].node_id, "s", "t", "c", 1, b"", 0))
+        await channel.receive()
+        nursery.cancel_scope.cancel()
+    assert seen == [swarm.members[0].node_id]
+    assert traffic.sent > 0
+    assert traffic.received > 0
+    assert served.received == traffic.sent

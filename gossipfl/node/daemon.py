@@ -162,7 +162,7 @@ class GossipNode:
         found = load_checkpoint(self.config.node.state_dir, self.checkpoint_identity)
         if found is None:
             return False
-        self.model = ModelState(found.params, found.residual)
+        self.model.replace(found.params, found.residual)
         for key, value in found.counters.items():
             if hasattr(self.counters, key):
                 setattr(self.counters, key, value)
@@ -348,7 +348,7 @@ class GossipNode:
                 await self._drop(peer, str(exc))
                 continue
             if params is not None:
-                self.model = ModelState.initial(params)
+                self.model.replace(params)
                 self.trainer.set_params(params)
                 log.info("model_pulled", peer=peer.node_id[:12])
                 return
@@ -385,6 +385,8 @@ class GossipNode:
         )
 
     async def _exchange_round(self) -> None:
+        if self.model.in_exchange:
+            return  # answering a peer right now: one exchange at a time; next round
         now = trio.current_time()
         ranked = self.selector.rank(self.table.live(now), self.counters.rounds, self.rng)
         for peer in ranked[:_CANDIDATES]:

@@ -47,6 +47,19 @@ class ModelState:
     def dim(self) -> int:
         return int(self.params.size)
 
+    def replace(self, params: FloatArray, residual: FloatArray | None = None) -> None:
+        """Adopt another model (a pulled one, a checkpoint) in place: every
+        connection holds this object, so it is never swapped for another."""
+        if params.shape != self.params.shape:
+            raise ValueError(f"model of {params.size} coordinates, expected {self.dim}")
+        self.params = params.astype(np.float32, copy=True)
+        self.residual = (
+            np.zeros_like(self.params)
+            if residual is None
+            else residual.astype(np.float32, copy=True)
+        )
+        self.pending.clear()
+
     def outgoing(self, indices: IndexArray, dtype: ValueDtype) -> FloatArray:
         return outgoing_values(self.params, indices, dtype)
 

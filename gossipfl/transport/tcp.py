@@ -65,9 +65,9 @@ async def dial(
     except HandshakeError as exc:
         await trio.aclose_forcefully(tcp)
         raise HandshakeError(f"{address}: {exc}") from None
-    return MessageChannel(
-        stream, Session(Role.INITIATOR, max_frame_bytes), peer_label(node_id, address), timeouts
-    )
+    session = Session(Role.INITIATOR, max_frame_bytes)
+    label = peer_label(node_id, address)
+    return MessageChannel(stream, session, label, timeouts, node_id=node_id, traffic=traffic)
 
 
 async def serve(
@@ -96,9 +96,9 @@ async def serve(
             log.warning("handshake_refused", peer=address, reason=str(exc))
             await trio.aclose_forcefully(tcp)
             return
-        channel = MessageChannel(
-            stream, Session(Role.RESPONDER, max_frame_bytes), peer_label(node_id, address), timeouts
-        )
+        session = Session(Role.RESPONDER, max_frame_bytes)
+        label = peer_label(node_id, address)
+        channel = MessageChannel(stream, session, label, timeouts, node_id=node_id, traffic=traffic)
         try:
             await handler(channel)
         finally:
