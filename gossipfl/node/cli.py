@@ -99,13 +99,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_not_yet(args: argparse.Namespace) -> int:
-    print(
-        f"gossipfl {args.command}: not available yet in {__version__}; "
-        "see `gossipfl --help` for what is.",
-        file=sys.stderr,
-    )
-    return 2
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gossipfl.node.demo import run_demo
+
+    if args.peers < 2:
+        print("gossipfl demo: --peers must be at least 2", file=sys.stderr)
+        return 2
+    return run_demo(args.peers, args.duration, args.dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,8 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list installed trainers, compressors, selectors")
     plugins.set_defaults(func=_cmd_plugins)
-    demo = commands.add_parser("demo", help="real daemons on 127.0.0.1, end to end (coming)")
-    demo.set_defaults(func=_cmd_not_yet)
+    demo = commands.add_parser("demo", help="real daemons on 127.0.0.1 learning together")
+    demo.add_argument("--peers", type=int, default=4)
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of training")
+    demo.add_argument("--dir", type=Path, help="where to put the swarm (default: a new temp dir)")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -190,6 +190,7 @@ class GossipNode:
             {
                 "node_id": p.node_id,
                 "address": p.address,
+                "present": p.present,
                 "live": p.live(now),
                 "bandwidth_Bps": p.link.bandwidth if p.link.known else None,
                 "rtt_s": p.link.rtt,

@@ -37,7 +37,7 @@ def print_status(status: dict[str, Any]) -> None:
         peers.add_row(
             peer["node_id"][:12],
             peer["address"],
-            "yes" if peer["live"] else "no",
+            "yes" if peer["live"] else ("backing off" if peer["present"] else "left"),
             _rate(peer["bandwidth_Bps"]),
             f"{peer['rtt_s'] * 1e3:.1f} ms",
             "never" if ago is None else f"{ago:.1f} s ago",

@@ -1,0 +1,5 @@
+import sys
+
+from gossipfl.node.cli import main
+
+sys.exit(main())
