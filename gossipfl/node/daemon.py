@@ -417,7 +417,10 @@ class GossipNode:
                 continue
             end = trio.current_time()
             if result.busy_retry_s is not None:
-                self.table.busy(peer.node_id, end, result.busy_retry_s)
+                # Jitter: two nodes that keep initiating toward each other at
+                # the same moment would otherwise collide forever.
+                retry = result.busy_retry_s * self.rng.uniform(0.5, 1.5)
+                self.table.busy(peer.node_id, end, retry)
                 self.counters.busy += 1
                 continue
             elapsed = max(end - start, 1e-6)

@@ -41,7 +41,7 @@ class ExchangeTerms:
     compressor: Compressor
     value_dtype: ValueDtype = "float32"
     max_density: float = 1.0  # refuse index sets larger than this share of the model
-    busy_retry_s: float = 0.5
+    busy_retry_s: float = 0.1
 
     @property
     def max_count(self) -> int:

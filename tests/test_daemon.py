@@ -1,0 +1,200 @@
+"""Real daemons (`gossipfl run` processes) on 127.0.0.1.
+
+These are the only tests that wait on wall-clock time: separate processes
+cannot share a virtual clock.  Every wait is bounded and polls the daemons'
+control sockets for a condition.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+
+from gossipfl.compress import encode_indices
+from gossipfl.node.config import load_config
+from gossipfl.node.demo import DEMO_GOSSIP, DEMO_TRAINER_OPTIONS, LocalSwarm
+from gossipfl.node.model import model_hash
+from gossipfl.node.run import build_trainer
+from gossipfl.protocol import Exchange, ExchangeReply, Hello, Message, State
+from gossipfl.transport import MessageChannel, NodeIdentity, PeerError, Timeouts, dial, tls_context
+from gossipfl.transport.identity import keygen
+
+GOSSIP = {**DEMO_GOSSIP, "checkpoint_every_s": 1.0, "evaluate_every_s": 1.0}
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def swarm(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalSwarm]:
+    peers = getattr(request, "param", 3)
+    swarm = LocalSwarm.create(tmp_path, peers, trainer_options=DEMO_TRAINER_OPTIONS, gossip=GOSSIP)
+    try:
+        yield swarm
+    finally:
+        swarm.stop()
+
+
+def _status(swarm: LocalSwarm, i: int) -> dict[str, Any]:
+    return swarm.status(i) or {
+        "counters": {"exchanges": 0, "rounds": 0, "responded": 0},
+        "peers": [],
+    }
+
+
+def _events(swarm: LocalSwarm, i: int, event: str) -> list[dict[str, Any]]:
+    lines = swarm.log_path(i).read_text().splitlines()
+    return [e for e in map(_json, lines) if e.get("event") == event]
+
+
+def _json(line: str) -> dict[str, Any]:
+    try:
+        parsed: dict[str, Any] = json.loads(line)
+    except ValueError:
+        return {}
+    return parsed
+
+
+def test_three_daemons_find_each_other_and_beat_training_alone(swarm: LocalSwarm) -> None:
+    swarm.start()
+
+    def sees_both(i: int) -> Callable[[], bool]:
+        return lambda: sum(p["present"] for p in _status(swarm, i)["peers"]) == 2
+
+    for i in range(3):
+        wait_for(f"node{i} to see both peers", sees_both(i))
+    wait_for(
+        "300 exchanges each",
+        lambda: all(_status(swarm, i)["counters"]["exchanges"] >= 300 for i in range(3)),
+    )
+    swarm.stop()
+    for i in range(3):
+        accuracy, steps = swarm.evaluate(i)
+        assert accuracy > swarm.local_only(i, steps), f"node{i}"
+
+
+@pytest.mark.parametrize("swarm", [2], indirect=True)
+def test_kill_9_then_restart_resumes_from_the_checkpoint(swarm: LocalSwarm) -> None:
+    swarm.start()
+    wait_for(
+        "exchanges and a checkpoint",
+        lambda: (
+            _status(swarm, 1)["counters"]["exchanges"] >= 200
+            and _status(swarm, 1)["counters"]["checkpoints"] >= 2
+        ),
+    )
+    initial = build_trainer(load_config(swarm.configs[1])).evaluate()["accuracy"]
+    swarm.signal(1, signal.SIGKILL)
+    swarm.wait(1)
+    checkpointed, _ = swarm.evaluate(1)
+    with np.load(swarm.state_dir(1) / "checkpoint.npz") as archive:
+        before = json.loads(archive["meta"].tobytes())["counters"]["exchanges"]
+    assert checkpointed > initial + 0.2
+    swarm.start(1)
+    wait_for("the restarted node to answer", lambda: swarm.status(1) is not None)
+    assert _status(swarm, 1)["counters"]["exchanges"] >= before  # the counter continues
+    assert _events(swarm, 1, "checkpoint_restored")
+    wait_for("more exchanges", lambda: _status(swarm, 1)["counters"]["exchanges"] > before + 50)
+    wait_for("an evaluation", lambda: "accuracy" in _status(swarm, 1)["metrics"])
+    assert _status(swarm, 1)["metrics"]["accuracy"] > initial + 0.2  # not back to the initial model
+
+
+@pytest.mark.parametrize("swarm", [2], indirect=True)
+def test_sigterm_checkpoints_and_leaves_mdns(swarm: LocalSwarm) -> None:
+    swarm.start()
+    wait_for(
+        "node0 to see node1", lambda: sum(p["present"] for p in _status(swarm, 0)["peers"]) == 1
+    )
+    wait_for("some exchanges", lambda: _status(swarm, 1)["counters"]["exchanges"] >= 20)
+    stopped_at = time.time()
+    swarm.signal(1, signal.SIGTERM)
+    assert swarm.wait(1) == 0
+    assert (swarm.state_dir(1) / "checkpoint.npz").stat().st_mtime >= stopped_at
+    final = _events(swarm, 1, "node_stopped")[-1]
+    with np.load(swarm.state_dir(1) / "checkpoint.npz") as archive:
+        assert json.loads(archive["meta"].tobytes())["counters"]["exchanges"] == final["exchanges"]
+    assert not (swarm.state_dir(1) / "control.sock").exists()
+    wait_for("node0 to see node1 leave", lambda: bool(_events(swarm, 0, "peer_left")), timeout=15)
+
+
+async def _attack(channel: MessageChannel, messages: Sequence[Message], reason: str) -> None:
+    for message in messages:
+        channel.session.state = State.IDLE  # a hostile peer ignores the rules
+        await channel.send(message)
+    while True:  # until the node hangs up on us
+        reply = await channel.receive()
+        assert not isinstance(reply, ExchangeReply) or reason == "unexpected exchange"
+
+
+@pytest.mark.parametrize("swarm", [2], indirect=True)
+async def test_a_hostile_member_cannot_crash_a_node(swarm: LocalSwarm, tmp_path: Path) -> None:
+    swarm.start()
+    await trio.to_thread.run_sync(
+        wait_for,
+        "the honest pair to exchange",
+        lambda: _status(swarm, 0)["counters"]["exchanges"] >= 50,
+    )
+    keygen(tmp_path / "swarm", tmp_path / "hostile")
+    hostile = NodeIdentity.from_dir(tmp_path / "hostile")
+    config = load_config(swarm.configs[0])
+    initial = build_trainer(config).get_params()
+    target = next(p for p in _status(swarm, 1)["peers"])
+    host, port = target["address"].rsplit(":", 1)
+    hello = Hello(
+        hostile.node_id,
+        hostile.swarm_id,
+        config.trainer_name,
+        config.gossip.compressor,
+        initial.size,
+        model_hash(initial),
+        0,
+    )
+    indices = encode_indices(np.arange(10), initial.size)
+    attacks = {
+        "NaN or Inf": [Exchange(1, indices, np.full(10, np.nan, "<f4").tobytes())],
+        "value bytes, expected 10 x 4": [Exchange(1, indices, b"\x00" * 12)],
+        "unexpected exchange": [Exchange(1, indices, np.zeros(10, "<f4").tobytes())]
+        * 50,  # a flood
+    }
+    for reason, messages in attacks.items():
+        channel = await dial(
+            host,
+            int(port),
+            tls_context(hostile, server_side=False),
+            timeouts=Timeouts(read=5),
+            max_frame_bytes=1 << 22,
+            expected_node_id=target["node_id"],
+        )
+        await channel.send(hello)
+        await channel.receive()
+        with pytest.raises(PeerError):
+            await _attack(channel, messages, reason)
+        refused = [
+            e
+            for e in _events(swarm, 0, "peer_refused")
+            if hostile.node_id[:12] in e.get("peer", "")
+        ]
+        assert any(reason in e["reason"] for e in refused), (reason, refused)
+    before = _status(swarm, 0)["counters"]
+    await trio.to_thread.run_sync(
+        wait_for,
+        "learning to go on",
+        lambda: _status(swarm, 0)["counters"]["exchanges"] > before["exchanges"] + 50,
+    )
+    process = swarm.processes[0]
+    assert process is not None
+    assert process.poll() is None
+    wait_for("an evaluation", lambda: _status(swarm, 0)["metrics"].get("accuracy", 0) > 0.5)
