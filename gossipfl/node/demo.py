@@ -40,6 +40,7 @@ class LocalSwarm:
     root: Path
     configs: list[Path]
     processes: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
+    env: dict[str, str] | None = None  # environment of the daemons (default: ours)
 
     @classmethod
     def create(cls, root: Path, peers: int, **kwargs: Any) -> LocalSwarm:
@@ -61,6 +62,7 @@ class LocalSwarm:
                 [sys.executable, "-m", "gossipfl", "run", "--config", str(self.configs[index])],
                 stdout=log,
                 stderr=log,
+                env=self.env,
             )
 
     def status(self, i: int) -> dict[str, Any] | None:
