@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Final
+from typing import TYPE_CHECKING, Final, cast
+
+if TYPE_CHECKING:
+    from gossipfl.compress import Compressor
+    from gossipfl.topology.selectors import Selector
 
 TRAINERS: Final = "gossipfl.trainers"
 COMPRESSORS: Final = "gossipfl.compressors"
@@ -43,3 +48,18 @@ def load_plugin(group: str, name: str) -> object:
             f"{group} plug-in {name!r} ({ep.value}) failed to load: "
             f"{type(exc).__name__}: {exc}; installed: {', '.join(installed(group))}"
         ) from exc
+
+
+def load_compressor(name: str) -> Compressor:
+    """The compressor registered as ``name``, instantiated."""
+    return cast("Callable[[], Compressor]", load_plugin(COMPRESSORS, name))()
+
+
+def load_selector(name: str, **options: object) -> Selector:
+    """The selector registered as ``name``, built with the ``options`` it
+    accepts (e.g. ``max_staleness``); others are dropped."""
+    factory = cast("Callable[..., Selector]", load_plugin(SELECTORS, name))
+    try:
+        return factory(**options)
+    except TypeError:
+        return factory()

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from gossipfl.compress import (
-    Compressor,
     ValueDtype,
     decode_values,
     encode_values,
@@ -27,7 +26,7 @@ from gossipfl.compress import (
     record_training,
     value_size,
 )
-from gossipfl.plugins import COMPRESSORS, load_plugin
+from gossipfl.plugins import load_compressor
 from gossipfl.trainers import Trainer, TrainerSpec, load_trainer
 
 
@@ -62,12 +61,6 @@ class RoundResult:
     final: Evaluation
     history: list[Evaluation]
     exchanges: int
-
-
-def load_compressor(name: str) -> Compressor:
-    """Instantiate the compressor registered as ``name``."""
-    factory = cast(Callable[[], Compressor], load_plugin(COMPRESSORS, name))
-    return factory()
 
 
 def dense_bytes_per_exchange(dim: int, dtype: ValueDtype = "float32") -> int:

@@ -22,16 +22,15 @@ import numpy as np
 import structlog
 import trio
 
-from gossipfl.compress import Compressor, exchange_k, value_size
+from gossipfl.compress import exchange_k, value_size
 from gossipfl.node.checkpoint import Checkpoint, Identity, load_checkpoint, save_checkpoint
 from gossipfl.node.config import Config
 from gossipfl.node.model import ModelState, model_hash
 from gossipfl.node.partner import ExchangeTerms, greet, initiate, pull_model, respond
-from gossipfl.plugins import COMPRESSORS, SELECTORS, load_plugin
+from gossipfl.plugins import load_compressor, load_selector
 from gossipfl.protocol import PROTOCOL_VERSION, Bye, Hello
 from gossipfl.topology.discovery import Announcement, Discovery, Joined, unbounded_channel
 from gossipfl.topology.peers import Peer, PeerTable
-from gossipfl.topology.selectors import Selector
 from gossipfl.trainers import Trainer
 from gossipfl.transport import (
     HandshakeError,
@@ -69,18 +68,6 @@ class Counters:
     checkpoints: int = 0
 
 
-def load_compressor(name: str) -> Compressor:
-    return cast(Callable[[], Compressor], load_plugin(COMPRESSORS, name))()
-
-
-def load_selector(name: str, max_staleness: int) -> Selector:
-    factory = cast(Callable[..., Selector], load_plugin(SELECTORS, name))
-    try:
-        return factory(max_staleness=max_staleness)
-    except TypeError:
-        return factory()
-
-
 @dataclass
 class NodeStatus:
     node_id: str
@@ -115,7 +102,9 @@ class GossipNode:
         self.traffic = Traffic()
         self.table = PeerTable(identity.node_id)
         self.compressor = load_compressor(config.gossip.compressor)
-        self.selector = load_selector(config.gossip.selector, config.gossip.max_staleness)
+        self.selector = load_selector(
+            config.gossip.selector, max_staleness=config.gossip.max_staleness
+        )
         self.rng = np.random.default_rng([config.swarm.seed, int(identity.node_id[:15], 16)])
         self.channels: dict[str, MessageChannel] = {}
         self.metrics: dict[str, float] = {}
