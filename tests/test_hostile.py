@@ -6,6 +6,7 @@ virtual time."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 import msgpack
@@ -220,3 +221,25 @@ async def test_a_member_claiming_another_node_id_in_hello_is_refused(
         nursery.start_soon(impostor_side)
         with pytest.raises(PeerError, match="hello names another node than its certificate"):
             await respond(victim, model, terms)
+
+
+async def test_a_member_with_another_initial_model_is_refused_at_hello(
+    swarm: Swarm, autojump_clock: trio.testing.MockClock
+) -> None:
+    a_channel, b_channel = await tls_pair(swarm.members[0], swarm.members[1])
+    _, a_terms = model_and_terms(swarm.members[0])
+    b_model, b_terms = model_and_terms(swarm.members[1])
+    other = dataclasses.replace(a_terms.hello, model_hash=b"\x00" * 32)
+    a_terms = dataclasses.replace(a_terms, hello=other)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_expect_peer_error, respond(b_channel, b_model, b_terms))
+            with pytest.raises(PeerError, match="refused us at hello: initial model differs"):
+                await greet(a_channel, a_terms)
+    reasons = [e["reason"] for e in logs if e["event"] == "peer_refused"]
+    assert any("refused at hello: initial model differs" in r for r in reasons)
+
+
+async def _expect_peer_error(call: Awaitable[None]) -> None:
+    with pytest.raises(PeerError):
+        await call
