@@ -391,6 +391,8 @@ class GossipNode:
                     bandwidth,
                     self.config.gossip.exchange_budget_s,
                 )
+                if self.model.in_exchange:
+                    return  # a peer started an exchange with us while we dialled
                 self._xid += 1
                 sent, received, start = (
                     channel.bytes_sent,
