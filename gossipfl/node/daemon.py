@@ -375,7 +375,7 @@ class GossipNode:
         )
 
     async def _exchange_round(self) -> None:
-        if self.model.in_exchange:
+        if self.model.busy():
             return  # answering a peer right now: one exchange at a time; next round
         now = trio.current_time()
         ranked = self.selector.rank(self.table.live(now), self.counters.rounds, self.rng)
@@ -391,7 +391,7 @@ class GossipNode:
                     bandwidth,
                     self.config.gossip.exchange_budget_s,
                 )
-                if self.model.in_exchange:
+                if self.model.busy():
                     return  # a peer started an exchange with us while we dialled
                 self._xid += 1
                 sent, received, start = (

@@ -43,6 +43,11 @@ class ModelState:
     def initial(cls, params: FloatArray) -> ModelState:
         return cls(params.astype(np.float32, copy=True), np.zeros(params.size, dtype=np.float32))
 
+    def busy(self) -> bool:
+        """In an exchange now (either side).  A method, not a field read, so
+        checks after an ``await`` are not mistaken for repeats."""
+        return self.in_exchange
+
     @property
     def dim(self) -> int:
         return int(self.params.size)
