@@ -69,7 +69,10 @@ def _json(line: str) -> dict[str, Any]:
 
 
 def test_three_daemons_find_each_other_and_beat_training_alone(swarm: LocalSwarm) -> None:
-    swarm.start()
+    swarm.start(0)
+    swarm.start(1)
+    wait_for("the first two to exchange", lambda: _status(swarm, 0)["counters"]["exchanges"] >= 100)
+    swarm.start(2)  # a late joiner: pulls a full model from its first partner
 
     def sees_both(i: int) -> Callable[[], bool]:
         return lambda: sum(p["present"] for p in _status(swarm, i)["peers"]) == 2
@@ -81,6 +84,10 @@ def test_three_daemons_find_each_other_and_beat_training_alone(swarm: LocalSwarm
         lambda: all(_status(swarm, i)["counters"]["exchanges"] >= 300 for i in range(3)),
     )
     swarm.stop()
+    assert _events(swarm, 2, "model_pulled")
+    initial = build_trainer(load_config(swarm.configs[2])).evaluate()["accuracy"]
+    first = _events(swarm, 2, "evaluated")[0]  # after one local step on the pulled model
+    assert first["accuracy"] > initial + 0.2
     for i in range(3):
         accuracy, steps = swarm.evaluate(i)
         assert accuracy > swarm.local_only(i, steps), f"node{i}"
