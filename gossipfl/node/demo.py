@@ -149,6 +149,8 @@ def run_demo(peers: int = 4, duration: float = 60.0, root: Path | None = None) -
     interrupted = False
     try:
         swarm.start()
+        # Wall clock on purpose: this loop supervises real processes for a
+        # real duration; the nodes themselves read time only through trio.
         end = time.monotonic() + duration
         with Live(
             _live_table(swarm, statuses, duration), console=console, refresh_per_second=2
@@ -184,8 +186,14 @@ def _summary(console: Console, swarm: LocalSwarm, statuses: list[dict[str, Any] 
         beaten += accuracy > alone
         status = statuses[i]
         exchanges = status["counters"]["exchanges"] if status else 0
-        table.add_row(f"node{i}", str(steps), str(exchanges), f"{accuracy:.3f}", f"{alone:.3f}",
-                      f"{(accuracy - alone) * 100:+.1f} pt")  # fmt: skip
+        table.add_row(
+            f"node{i}",
+            str(steps),
+            str(exchanges),
+            f"{accuracy:.3f}",
+            f"{alone:.3f}",
+            f"{(accuracy - alone) * 100:+.1f} pt",
+        )
     console.print(table)
     sent = sum(s["bytes_sent"] for s in statuses if s)
     dim = read_params(swarm.state_dir(0)).size

@@ -49,9 +49,12 @@ def build_node(config: Config) -> GossipNode:
 
     async def probe_seed(host: str, port: int) -> Announcement:
         channel = await dial(
-            host, port, tls_context(identity, server_side=False),
-            timeouts=node.timeouts, max_frame_bytes=node.max_frame_bytes,
-        )  # fmt: skip
+            host,
+            port,
+            tls_context(identity, server_side=False),
+            timeouts=node.timeouts,
+            max_frame_bytes=node.max_frame_bytes,
+        )
         try:
             hello = await greet(channel, node.terms)
             await channel.send(Bye("seed probe"))
@@ -98,8 +101,12 @@ def run_node(config_path: Path, *, log_format: str | None = None) -> int:
     identity = NodeIdentity.load(
         config.swarm.node_cert, config.swarm.node_key, config.swarm.ca_cert
     )
-    configure_logging(config.log.level, log_format or config.log.format, node=identity.node_id[:12],
-                      name=config.node.name)  # fmt: skip
+    configure_logging(
+        config.log.level,
+        log_format or config.log.format,
+        node=identity.node_id[:12],
+        name=config.node.name,
+    )
     import torch
 
     torch.set_num_threads(config.node.torch_threads)

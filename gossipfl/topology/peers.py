@@ -92,7 +92,7 @@ class PeerTable:
         round_: int = 0,
     ) -> Peer | None:
         """Discovery saw ``node_id`` at ``host:port``.  A changed address
-        clears the failure backoff (it may be why contacts failed)."""  # fmt: skip
+        clears the failure backoff (it may be why contacts failed)."""
         if node_id == self.own_id:
             return None
         old = self._peers.get(node_id)
@@ -103,10 +103,16 @@ class PeerTable:
         else:
             moved = (host, port) != (old.host, old.port)
             peer = replace(
-                old, host=host, port=port, swarm_id=swarm_id, protocol_version=protocol_version,
-                last_seen=now, present=True,
-                failures=0 if moved else old.failures, retry_at=0.0 if moved else old.retry_at,
-            )  # fmt: skip
+                old,
+                host=host,
+                port=port,
+                swarm_id=swarm_id,
+                protocol_version=protocol_version,
+                last_seen=now,
+                present=True,
+                failures=0 if moved else old.failures,
+                retry_at=0.0 if moved else old.retry_at,
+            )
         self._peers[node_id] = peer
         return peer
 
@@ -125,7 +131,7 @@ class PeerTable:
         rtt: float | None = None,
     ) -> None:
         """An exchange with the peer worked; ``sent`` / ``received`` are
-        (bytes, seconds) of each direction, folded into its link estimate."""  # fmt: skip
+        (bytes, seconds) of each direction, folded into its link estimate."""
         peer = self._peers.get(node_id)
         if peer is None:
             return
@@ -136,9 +142,14 @@ class PeerTable:
             if transfer is not None:
                 link = link.observe_transfer(*transfer)
         self._peers[node_id] = replace(
-            peer, last_seen=now, last_exchange=now, last_contact_round=round_,
-            failures=0, retry_at=0.0, link=link,
-        )  # fmt: skip
+            peer,
+            last_seen=now,
+            last_exchange=now,
+            last_contact_round=round_,
+            failures=0,
+            retry_at=0.0,
+            link=link,
+        )
 
     def failed(self, node_id: str, now: float) -> None:
         """Contact failed; back off exponentially before trying again."""

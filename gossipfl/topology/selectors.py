@@ -90,10 +90,12 @@ class BandwidthAware:
         forced = self._forced(peers, round_)
         taken = {p.node_id for p in forced}
         recent = [
-            p for p in peers
-            if p.node_id not in taken and p.last_contact_round is not None
+            p
+            for p in peers
+            if p.node_id not in taken
+            and p.last_contact_round is not None
             and round_ - p.last_contact_round < self.exclude_recent
-        ]  # fmt: skip
+        ]
         taken |= {p.node_id for p in recent}
         rest = [p for p in peers if p.node_id not in taken]
         return forced + _weighted_order(rest, self.weights(rest) if rest else None, rng) + recent
