@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from gossipfl.transport import (
     MessageChannel,
     PeerError,
     Timeouts,
+    Traffic,
     dial,
     secure_stream,
     serve,
@@ -49,17 +52,22 @@ async def test_handshake_is_tls13_and_names_each_peer(swarm: Swarm) -> None:
 
 
 async def _serve_one(
-    swarm_member_ctx: ssl.SSLContext, nursery: trio.Nursery, handler: object
+    context: ssl.SSLContext,
+    nursery: trio.Nursery,
+    handler: Callable[[MessageChannel], Awaitable[None]],
+    traffic: Traffic | None = None,
 ) -> int:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port: int = listeners[0].socket.getsockname()[1]
     nursery.start_soon(
-        lambda: serve(
+        functools.partial(
+            serve,
             listeners,
-            swarm_member_ctx,
-            handler,  # type: ignore[arg-type]
+            context,
+            handler,
             timeouts=Timeouts(handshake=5),
             max_frame_bytes=MAX_FRAME,
+            traffic=traffic,
         )
     )
     return port
@@ -178,8 +186,6 @@ def test_fixture_dirs_exist(swarm: Swarm) -> None:
 
 
 async def test_tcp_channels_know_the_authenticated_node_id_and_count_traffic(swarm: Swarm) -> None:
-    from gossipfl.transport import Traffic
-
     traffic, served = Traffic(), Traffic()
     seen: list[str | None] = []
 
@@ -188,20 +194,9 @@ async def test_tcp_channels_know_the_authenticated_node_id_and_count_traffic(swa
         await channel.receive()
         await channel.send(Bye("ok"))
 
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
         ctx = tls_context(swarm.members[1], server_side=True)
-        nursery.start_soon(
-            lambda: serve(
-                listeners,
-                ctx,
-                handler,
-                timeouts=Timeouts(),
-                max_frame_bytes=MAX_FRAME,
-                traffic=served,
-            )
-        )
+        port = await _serve_one(ctx, nursery, handler, served)
         channel = await dial(
             "127.0.0.1",
             port,
