@@ -58,7 +58,7 @@ def _identities(root: Path) -> tuple[NodeIdentity, NodeIdentity]:
 
 def _greeting(size: int) -> Hello:
     # Bench only: the hello's dim tells the serving peer the payload size.
-    return Hello("0" * 64, "bench", "none", "dense", size, b"", 0)
+    return Hello("0" * 64, "bench", "none", "dense", "float32", size, b"", 0)
 
 
 TIMEOUTS = Timeouts(idle=60, read=60, write=60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Final, cast
@@ -55,11 +56,31 @@ def load_compressor(name: str) -> Compressor:
     return cast("Callable[[], Compressor]", load_plugin(COMPRESSORS, name))()
 
 
+def wire_name(compressor: Compressor) -> str:
+    """How ``hello`` names a compressor: its name, with its wire parameters
+    (an optional ``params`` string, e.g. a quantizer's bit width) when it
+    has any.  Peers whose wire names differ cannot exchange, and are told
+    so at hello rather than failing every exchange."""
+    params = getattr(compressor, "params", "")
+    return f"{compressor.name}({params})" if params else compressor.name
+
+
 def load_selector(name: str, **options: object) -> Selector:
-    """The selector registered as ``name``, built with the ``options`` it
-    accepts (e.g. ``max_staleness``); others are dropped."""
+    """The selector registered as ``name``, built with those of
+    ``options`` (e.g. ``max_staleness``) that its constructor takes.
+
+    Raises :class:`PluginError` when it is unknown, fails to load, or its
+    constructor fails.  The result may still lack ``rank`` (a simulator-only
+    reference); callers that need one check ``isinstance(s, Selector)``.
+    """
     factory = cast("Callable[..., Selector]", load_plugin(SELECTORS, name))
     try:
-        return factory(**options)
-    except TypeError:
-        return factory()
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}  # type: ignore[assignment]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    chosen = {k: v for k, v in options.items() if takes_any or k in accepted}
+    try:
+        return factory(**chosen)
+    except Exception as exc:
+        raise PluginError(f"selector {name!r} could not be built: {exc}") from exc

@@ -82,6 +82,7 @@ def hello_for(identity: NodeIdentity, params: np.ndarray, port: int = 0) -> Hell
         identity.swarm_id,
         "digits-logreg",
         "topk-ef",
+        "float32",
         params.size,
         model_hash(params),
         port,

@@ -1,8 +1,11 @@
-"""Real daemons (`gossipfl run` processes) on 127.0.0.1.
+"""Real daemons (`gossipfl run` processes) on 127.0.0.1: the smoke tests.
 
-These are the only tests that wait on wall-clock time: separate processes
-cannot share a virtual clock.  Every wait is bounded and polls the daemons'
-control sockets for a condition.
+The exchange logic is tested in process and in virtual time
+(test_node.py, test_swarm.py); these check what only real processes show:
+start-up, mDNS between processes, ``kill -9`` and restart, SIGTERM, and a
+hostile member over real TCP.  They are the only tests that wait on the
+wall clock, and they wait on counters and events with generous deadlines
+(a busy machine is slower, not wrong); nothing here asserts a rate.
 """
 
 from __future__ import annotations
@@ -23,14 +26,31 @@ from gossipfl.node.config import load_config
 from gossipfl.node.demo import DEMO_GOSSIP, DEMO_TRAINER_OPTIONS, LocalSwarm
 from gossipfl.node.model import model_hash
 from gossipfl.node.run import build_trainer
-from gossipfl.protocol import Exchange, ExchangeReply, Hello, Message, State
-from gossipfl.transport import MessageChannel, NodeIdentity, PeerError, Timeouts, dial, tls_context
+from gossipfl.protocol import (
+    Busy,
+    Bye,
+    Exchange,
+    Hello,
+    Message,
+    State,
+    encode_message,
+    frame,
+)
+from gossipfl.transport import (
+    ChannelSettings,
+    MessageChannel,
+    NodeIdentity,
+    PeerError,
+    Timeouts,
+    dial_tcp,
+    tls_context,
+)
 from gossipfl.transport.identity import keygen
 
 GOSSIP = {**DEMO_GOSSIP, "checkpoint_every_s": 1.0, "evaluate_every_s": 1.0}
 
 
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 40.0) -> None:
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -80,8 +100,8 @@ def test_three_daemons_find_each_other_and_beat_training_alone(swarm: LocalSwarm
     for i in range(3):
         wait_for(f"node{i} to see both peers", sees_both(i))
     wait_for(
-        "300 exchanges each",
-        lambda: all(_status(swarm, i)["counters"]["exchanges"] >= 300 for i in range(3)),
+        "200 exchanges each",
+        lambda: all(_status(swarm, i)["counters"]["exchanges"] >= 200 for i in range(3)),
     )
     swarm.stop()
     assert _events(swarm, 2, "model_pulled")
@@ -126,10 +146,8 @@ def test_sigterm_checkpoints_and_leaves_mdns(swarm: LocalSwarm) -> None:
         "node0 to see node1", lambda: sum(p["present"] for p in _status(swarm, 0)["peers"]) == 1
     )
     wait_for("some exchanges", lambda: _status(swarm, 1)["counters"]["exchanges"] >= 20)
-    stopped_at = time.time()
     swarm.signal(1, signal.SIGTERM)
     assert swarm.wait(1) == 0
-    assert (swarm.state_dir(1) / "checkpoint.npz").stat().st_mtime >= stopped_at
     final = _events(swarm, 1, "node_stopped")[-1]
     with np.load(swarm.state_dir(1) / "checkpoint.npz") as archive:
         assert json.loads(archive["meta"].tobytes())["counters"]["exchanges"] == final["exchanges"]
@@ -137,13 +155,19 @@ def test_sigterm_checkpoints_and_leaves_mdns(swarm: LocalSwarm) -> None:
     wait_for("node0 to see node1 leave", lambda: bool(_events(swarm, 0, "peer_left")), timeout=15)
 
 
-async def _attack(channel: MessageChannel, messages: Sequence[Message], reason: str) -> None:
+async def _attack(channel: MessageChannel, messages: Sequence[Message]) -> None:
+    """Send ``messages`` whatever the protocol says, until the node hangs up.
+    An ``exchange`` it answers with ``busy`` is sent again; one it replies
+    to is followed by the next message instead of a commit."""
     for message in messages:
-        channel.session.state = State.IDLE  # a hostile peer ignores the rules
-        await channel.send(message)
-    while True:  # until the node hangs up on us
-        reply = await channel.receive()
-        assert not isinstance(reply, ExchangeReply) or reason == "unexpected exchange"
+        while True:
+            channel.session.state = State.IDLE  # a hostile peer ignores the rules
+            await channel.send(message)
+            reply = await channel.receive()
+            if not isinstance(reply, Busy):
+                break
+    while True:
+        await channel.receive()
 
 
 @pytest.mark.parametrize("swarm", [2], indirect=True)
@@ -165,6 +189,7 @@ async def test_a_hostile_member_cannot_crash_a_node(swarm: LocalSwarm, tmp_path:
         hostile.swarm_id,
         config.trainer_name,
         config.gossip.compressor,
+        config.gossip.value_dtype,
         initial.size,
         model_hash(initial),
         0,
@@ -173,22 +198,35 @@ async def test_a_hostile_member_cannot_crash_a_node(swarm: LocalSwarm, tmp_path:
     attacks = {
         "NaN or Inf": [Exchange(1, indices, np.full(10, np.nan, "<f4").tobytes())],
         "value bytes, expected 10 x 4": [Exchange(1, indices, b"\x00" * 12)],
-        "unexpected exchange": [Exchange(1, indices, np.zeros(10, "<f4").tobytes())]
-        * 50,  # a flood
+        "unexpected exchange in state await_commit": [
+            Exchange(1, indices, np.zeros(10, "<f4").tobytes())
+        ]
+        * 2,  # another exchange instead of the commit
     }
-    for reason, messages in attacks.items():
-        channel = await dial(
+    context = tls_context(hostile, server_side=False)
+    settings = ChannelSettings(Timeouts(read=5), 1 << 22)
+
+    async def dial() -> MessageChannel:
+        return await dial_tcp(
             host,
             int(port),
-            tls_context(hostile, server_side=False),
-            timeouts=Timeouts(read=5),
-            max_frame_bytes=1 << 22,
+            context,
+            settings,
+            deadline=trio.current_time() + 10,
             expected_node_id=target["node_id"],
         )
+
+    # A bye before any hello once stopped a daemon; then it must go on.
+    channel = await dial()
+    await channel.stream.send_all(frame(encode_message(Bye("bye first")), 1 << 20))
+    with pytest.raises(PeerError):
+        await channel.receive()
+    for reason, messages in attacks.items():
+        channel = await dial()
         await channel.send(hello)
         await channel.receive()
         with pytest.raises(PeerError):
-            await _attack(channel, messages, reason)
+            await _attack(channel, messages)
         refused = [
             e
             for e in _events(swarm, 0, "peer_refused")

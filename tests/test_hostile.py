@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from gossipfl.compress import encode_indices, encode_values
-from gossipfl.node.partner import greet, initiate, respond
+from gossipfl.node.partner import Outcome, Participant, greet, initiate, respond
 from gossipfl.protocol import (
     PROTOCOL_VERSION,
     Bye,
@@ -115,7 +115,7 @@ CASES: dict[str, tuple[Attack, str]] = {
     "Inf values": (sends(_exchange(GOOD_INDICES, np.full(100, np.inf, np.float32))), "NaN or Inf"),
     "stops sending mid-frame": (
         sends(_exchange(GOOD_INDICES, GOOD_VALUES)[:-10]),
-        "stalled: no complete message within 30s",
+        "stalled: message incomplete after 30s",
     ),
 }
 
@@ -133,7 +133,7 @@ async def test_hostile_member_is_refused_and_the_model_is_untouched(
     _, attacker_terms = model_and_terms(swarm.members[0])
 
     async def attacker_side() -> None:
-        await greet(attacker, attacker_terms)
+        await greet(attacker, attacker_terms, deadline=trio.current_time() + 10)
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await attack(attacker.stream)
 
@@ -141,7 +141,7 @@ async def test_hostile_member_is_refused_and_the_model_is_untouched(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(attacker_side)
             with pytest.raises(PeerError, match=reason) as info:
-                await respond(victim, model, terms)
+                await respond(victim, Participant(model, terms))
             nursery.cancel_scope.cancel()
 
     assert info.value.peer == victim.peer
@@ -151,7 +151,6 @@ async def test_hostile_member_is_refused_and_the_model_is_untouched(
     assert swarm.members[0].node_id.startswith(victim.peer)
     assert np.array_equal(model.params, params)
     assert np.array_equal(model.residual, residual)
-    assert not model.pending
     assert not model.in_exchange
     with pytest.raises(trio.ClosedResourceError):
         await victim.stream.send_all(b"x")
@@ -166,7 +165,7 @@ async def test_a_peer_that_vanishes_before_committing_changes_nothing(
     _, attacker_terms = model_and_terms(swarm.members[0])
 
     async def attacker_side() -> None:
-        await greet(attacker, attacker_terms)
+        await greet(attacker, attacker_terms, deadline=trio.current_time() + 10)
         await attacker.send(
             Exchange(1, encode_indices(GOOD_INDICES, DIM), encode_values(GOOD_VALUES))
         )
@@ -176,9 +175,8 @@ async def test_a_peer_that_vanishes_before_committing_changes_nothing(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(attacker_side)
         with pytest.raises(PeerError, match="closed the connection in state await_commit"):
-            await respond(victim, model, terms)
+            await respond(victim, Participant(model, terms))
     assert np.array_equal(model.params, params)
-    assert not model.pending
 
 
 async def test_honest_members_exchange_and_preserve_the_sum(
@@ -189,19 +187,27 @@ async def test_honest_members_exchange_and_preserve_the_sum(
     b_model, b_terms = model_and_terms(swarm.members[1], seed=2)
     total = a_model.params + b_model.params
 
+    merged: list[str] = []
+
     async def initiator() -> None:
-        await greet(a_channel, a_terms)
+        deadline = trio.current_time() + 10
+        await greet(a_channel, a_terms, deadline=deadline)
         result = await initiate(
-            a_channel, a_model, a_terms, k=100, xid=7, rng=np.random.default_rng(0)
+            a_channel,
+            Participant(a_model, a_terms),
+            k=100,
+            xid=7,
+            rng=np.random.default_rng(0),
+            deadline=deadline,
         )
-        assert result.busy_retry_s is None
+        assert result.outcome is Outcome.MERGED
         assert result.indices.size == 100
         await a_channel.send(Bye("done"))
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(respond, b_channel, b_model, b_terms)
+        nursery.start_soon(respond, b_channel, Participant(b_model, b_terms, merged=merged.append))
         await initiator()
-    assert b_model.apply_pending() == 1
+    assert merged == [swarm.members[0].node_id]
     assert np.allclose(a_model.params + b_model.params, total, atol=1e-5)
     assert not np.array_equal(a_model.params, model_and_terms(swarm.members[0], seed=1)[0].params)
 
@@ -215,12 +221,12 @@ async def test_a_member_claiming_another_node_id_in_hello_is_refused(
 
     async def impostor_side() -> None:
         with contextlib.suppress(PeerError):
-            await greet(impostor, other_terms)
+            await greet(impostor, other_terms, deadline=trio.current_time() + 10)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(impostor_side)
         with pytest.raises(PeerError, match="hello names another node than its certificate"):
-            await respond(victim, model, terms)
+            await respond(victim, Participant(model, terms))
 
 
 async def test_a_member_with_another_initial_model_is_refused_at_hello(
@@ -233,9 +239,11 @@ async def test_a_member_with_another_initial_model_is_refused_at_hello(
     a_terms = dataclasses.replace(a_terms, hello=other)
     with structlog.testing.capture_logs() as logs:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_expect_peer_error, respond(b_channel, b_model, b_terms))
+            nursery.start_soon(
+                _expect_peer_error, respond(b_channel, Participant(b_model, b_terms))
+            )
             with pytest.raises(PeerError, match="refused us at hello: initial model differs"):
-                await greet(a_channel, a_terms)
+                await greet(a_channel, a_terms, deadline=trio.current_time() + 10)
     reasons = [e["reason"] for e in logs if e["event"] == "peer_refused"]
     assert any("refused at hello: initial model differs" in r for r in reasons)
 

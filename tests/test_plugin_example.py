@@ -52,11 +52,16 @@ def test_two_daemons_learn_with_the_example_plugin(
     try:
         swarm.start()
 
-        def exchanged() -> bool:
+        def trained() -> bool:
             statuses = [swarm.status(i) for i in range(2)]
-            return all(s is not None and s["counters"]["exchanges"] >= 100 for s in statuses)
+            return all(
+                s is not None
+                and s["counters"]["exchanges"] >= 100
+                and s["counters"]["steps"] >= 600
+                for s in statuses
+            )
 
-        wait_for("both daemons to exchange with spirals-mlp", exchanged)
+        wait_for("both daemons to train and exchange with spirals-mlp", trained)
     finally:
         swarm.stop()
     for i in range(2):

@@ -31,7 +31,7 @@ from gossipfl.protocol import (
 )
 
 LIMIT = 1 << 16
-HELLO = Hello("ab" * 32, "swarm", "digits-mlp", "topk-ef", 4810, b"\x01" * 32, 7000)
+HELLO = Hello("ab" * 32, "swarm", "digits-mlp", "topk-ef", "float32", 4810, b"\x01" * 32, 7000)
 
 
 class Pair:
@@ -156,7 +156,7 @@ def _body(**fields: object) -> bytes:
         (frame(b"\xc1", LIMIT), "undecodable"),
         (frame(msgpack.packb([1, 2, 3]), LIMIT), "undecodable"),  # arrays are never valid
         (frame(msgpack.packb(42), LIMIT), "not a map"),
-        (_body(v=PROTOCOL_VERSION + 1, type="hello"), "protocol version 2"),
+        (_body(v=PROTOCOL_VERSION + 1, type="hello"), f"protocol version {PROTOCOL_VERSION + 1}"),
         (_body(v=PROTOCOL_VERSION, type="gimme"), "unknown message type 'gimme'"),
         (_body(v=PROTOCOL_VERSION, type="bye"), "missing fields \\['reason'\\]"),
         (_body(v=PROTOCOL_VERSION, type="bye", reason="x", extra=1), "unexpected \\['extra'\\]"),
@@ -193,6 +193,15 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives() -> None:
     assert decoder.pending == 4
 
 
+def test_reading_a_closed_session_is_our_mistake_not_the_peers() -> None:
+    pair = Pair()
+    pair.greet()
+    pair.send(pair.initiator, Bye("done"))
+    assert pair.responder.state is State.CLOSED
+    with pytest.raises(LocalProtocolError, match="session is closed"):
+        pair.responder.next_message()
+
+
 def test_every_transition_names_a_message_type() -> None:
     types = {
         cls.TYPE
@@ -205,8 +214,8 @@ def test_every_transition_names_a_message_type() -> None:
 
 messages = st.one_of(
     st.builds(Hello, st.text(max_size=70), st.text(max_size=20), st.text(max_size=20),
-              st.text(max_size=20), st.integers(0, 2**40), st.binary(max_size=40),
-              st.integers(0, 65535)),
+              st.text(max_size=20), st.text(max_size=10), st.integers(0, 2**40),
+              st.binary(max_size=40), st.integers(0, 65535)),
     st.builds(Exchange, st.integers(0, 2**63), st.binary(max_size=64), st.binary(max_size=64)),
     st.builds(ExchangeReply, st.integers(0, 2**63), st.binary(max_size=64)),
     st.builds(ExchangeCommit, st.integers(0, 2**63)),
@@ -243,7 +252,7 @@ def test_mutated_frames_raise_only_remote_errors(
     try:
         session.receive_data(bytes(stream))
         session.receive_data(b"")
-        while session.next_message() is not None:
+        while session.state is not State.CLOSED and session.next_message() is not None:
             pass
     except RemoteProtocolError:
         return

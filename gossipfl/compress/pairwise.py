@@ -8,7 +8,9 @@ exchange with index set S goes:
    ``sent_i = quantize(params_i[S])``;
 2. the responder replies ``sent_j = quantize(params_j[S])``;
 3. each side merges in delta form against what it sent:
-   ``params[S] += (received - sent) / 2`` and ``residual[S] = 0``.
+   ``params[S] += (received - sent) / 2``, and takes the residual it sent
+   out of the residual (``residual[S] -= residual_sent``; zero when nothing
+   was trained in between, and otherwise what training added since stays).
 
 Both sides use the *quantized* values that actually travelled, so the two
 changes are exact negatives of each other: the sum of the two models is
@@ -45,17 +47,26 @@ def merge(
     indices: IndexArray,
     sent: FloatArray,
     received: FloatArray,
+    residual_sent: FloatArray | None = None,
 ) -> None:
     """Apply one side's half of an exchange over S = ``indices``.
 
     ``sent`` are the values this side put on the wire, ``received`` the
-    partner's.  Raises ``ValueError`` when the lengths disagree.
+    partner's, ``residual_sent`` this side's ``residual[S]`` when it sent
+    (``None``: all of ``residual[S]``, i.e. nothing trained since).  Raises
+    ``ValueError`` when the lengths disagree.
     """
-    if not indices.shape == sent.shape == received.shape:
+    shapes = {indices.shape, sent.shape, received.shape}
+    if residual_sent is not None:
+        shapes.add(residual_sent.shape)
+    if len(shapes) != 1:
         raise ValueError(
             f"merge needs equal lengths, got {indices.size} indices, "
             f"{sent.size} sent and {received.size} received values"
         )
     delta = (received - sent) * np.float32(0.5)
     params[indices] += delta
-    residual[indices] = 0.0
+    if residual_sent is None:
+        residual[indices] = 0.0
+    else:
+        residual[indices] -= residual_sent

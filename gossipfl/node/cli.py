@@ -73,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from gossipfl.node.daemon import read_status
+    from gossipfl.node.state import read_status
     from gossipfl.node.status import print_status
 
     try:

@@ -54,6 +54,10 @@ class GossipSection:
     max_staleness: int = 200
     exchange_budget_s: float = 2.0
     round_interval_s: float = 0.0  # pause between rounds (0: as fast as training allows)
+    # An exchange (and a model pull) may take 2 s + 4x its estimated transfer
+    # time, at most this: a stalled partner holds our one exchange slot, and
+    # our training, no longer.
+    exchange_timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
     idle_timeout_s: float = 120.0
@@ -150,7 +154,7 @@ def _check(config: Config, where: str) -> None:
         (g.exchange_budget_s > 0, "[gossip] exchange_budget_s must be > 0"),
         (g.max_frame_bytes >= 0, "[gossip] max_frame_bytes must be >= 0 (0: sized to the model)"),
         (
-            min(g.connect_timeout_s, g.read_timeout_s, g.idle_timeout_s) > 0,
+            min(g.connect_timeout_s, g.read_timeout_s, g.idle_timeout_s, g.exchange_timeout_s) > 0,
             "[gossip] timeouts must be > 0",
         ),
         (g.checkpoint_every_s > 0 and g.evaluate_every_s > 0, "[gossip] intervals must be > 0"),
@@ -251,6 +255,7 @@ selector = "bandwidth"         # bandwidth | uniform
 max_staleness = 200            # rounds before a peer must be contacted
 exchange_budget_s = 2.0        # shrink an exchange to fit this on a slow link
 round_interval_s = 0.0         # pause between rounds
+exchange_timeout_s = 30.0       # most an exchange may take (usually far less: sized to it)
 read_timeout_s = 30.0
 checkpoint_every_s = 30.0
 evaluate_every_s = 10.0

@@ -25,9 +25,9 @@ from rich.table import Table
 
 from gossipfl.node.checkpoint import read_params
 from gossipfl.node.config import load_config
-from gossipfl.node.daemon import read_status
 from gossipfl.node.run import build_trainer
 from gossipfl.node.scaffold import scaffold_swarm
+from gossipfl.node.state import read_status
 
 DEMO_TRAINER_OPTIONS = {"partition": "dirichlet", "alpha": 0.5}
 DEMO_GOSSIP = {"density": 0.1, "local_steps": 1, "round_interval_s": 0.005}

@@ -1,14 +1,20 @@
-"""A node's model state: parameters, error-feedback residual, and merges
-waiting for the next step boundary."""
+"""A node's model state: parameters and error-feedback residual.
+
+Owned by one node and touched only from its trio thread.  Merges are
+applied when they are committed, in delta form, to the model as it stands;
+training runs on a snapshot and lands as a delta too (:meth:`trained`), so
+a merge that arrives while the node trains is neither lost nor undone, and
+the two sides' sum is preserved (DESIGN.md section 3).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from gossipfl.compress import ValueDtype, merge, outgoing_values, record_training
+from gossipfl.compress import ValueDtype, merge, outgoing_values
 from gossipfl.compress.codec import FloatArray, IndexArray
 
 
@@ -18,26 +24,27 @@ def model_hash(params: FloatArray) -> bytes:
     return hashlib.sha256(np.ascontiguousarray(params, dtype="<f4").tobytes()).digest()
 
 
-@dataclass
-class PendingMerge:
+@dataclass(frozen=True)
+class Outgoing:
+    """What one side put on the wire for an exchange over ``indices``:
+    the values as the peer decodes them, and the residual they carried
+    (the part of it that the merge settles)."""
+
     indices: IndexArray
-    sent: FloatArray
-    received: FloatArray
+    values: FloatArray
+    residual: FloatArray
 
 
 @dataclass
 class ModelState:
-    """Owned by one node; touched only from its trio thread.
-
-    ``in_exchange`` enforces one exchange at a time.  A responder does not
-    merge while the node trains: it queues the merge, and the gossip loop
-    applies the queue at its next step boundary (DESIGN.md section 3).
-    """
+    """``in_exchange`` enforces one exchange at a time.  ``ready`` is false
+    while a fresh node pulls its first model: it answers ``busy`` until then,
+    since anything merged into its initial weights would be thrown away."""
 
     params: FloatArray
     residual: FloatArray
     in_exchange: bool = False
-    pending: list[PendingMerge] = field(default_factory=list)
+    ready: bool = True
 
     @classmethod
     def initial(cls, params: FloatArray) -> ModelState:
@@ -48,6 +55,10 @@ class ModelState:
         checks after an ``await`` are not mistaken for repeats."""
         return self.in_exchange
 
+    def accepting(self) -> bool:
+        """May answer a peer's exchange or model request now."""
+        return self.ready and not self.in_exchange
+
     @property
     def dim(self) -> int:
         return int(self.params.size)
@@ -57,32 +68,30 @@ class ModelState:
         connection holds this object, so it is never swapped for another."""
         if params.shape != self.params.shape:
             raise ValueError(f"model of {params.size} coordinates, expected {self.dim}")
-        self.params = params.astype(np.float32, copy=True)
-        self.residual = (
-            np.zeros_like(self.params)
-            if residual is None
-            else residual.astype(np.float32, copy=True)
+        self.params[:] = params
+        if residual is None:
+            self.residual[:] = 0.0
+        else:
+            self.residual[:] = residual
+
+    def outgoing(self, indices: IndexArray, dtype: ValueDtype) -> Outgoing:
+        return Outgoing(
+            indices, outgoing_values(self.params, indices, dtype), self.residual[indices]
         )
-        self.pending.clear()
 
-    def outgoing(self, indices: IndexArray, dtype: ValueDtype) -> FloatArray:
-        return outgoing_values(self.params, indices, dtype)
-
-    def merge_now(self, indices: IndexArray, sent: FloatArray, received: FloatArray) -> None:
-        merge(self.params, self.residual, indices, sent, received)
-
-    def merge_later(self, indices: IndexArray, sent: FloatArray, received: FloatArray) -> None:
-        self.pending.append(PendingMerge(indices, sent, received))
-
-    def apply_pending(self) -> int:
-        """Apply queued merges in order; returns how many there were."""
-        count = len(self.pending)
-        for item in self.pending:
-            self.merge_now(item.indices, item.sent, item.received)
-        self.pending.clear()
-        return count
+    def merge(self, sent: Outgoing, received: FloatArray) -> None:
+        """Apply our half of a committed exchange: move halfway to the
+        partner over the exchanged coordinates, and settle the residual
+        they carried.  Training recorded since then stays in the residual."""
+        merge(self.params, self.residual, sent.indices, sent.values, received, sent.residual)
 
     def trained(self, before: FloatArray, after: FloatArray) -> None:
-        """Record a training step that took ``before`` to ``after``."""
-        record_training(self.residual, before, after)
-        self.params = after.astype(np.float32, copy=True)
+        """Record a training run that took the snapshot ``before`` to
+        ``after``: its change goes into the model and the residual."""
+        change = after - before
+        self.params += change
+        self.residual += change
+
+    def snapshot(self) -> tuple[FloatArray, FloatArray]:
+        """Copies of (params, residual) at this instant."""
+        return self.params.copy(), self.residual.copy()

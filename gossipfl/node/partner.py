@@ -1,22 +1,28 @@
 """The adapter between a node's model and one peer: it drives the sans-IO
 protocol over a :class:`~gossipfl.transport.MessageChannel`.
 
-The daemon and simnet both talk to partners through these functions; only
-the channel under them differs.  Every payload is validated where it
-enters; anything wrong from the peer is refused through
+The daemon, the in-process swarm and simnet all talk to partners through
+these functions; only the channel under them differs.  Every payload is
+validated where it enters; anything wrong from the peer is refused through
 :meth:`MessageChannel.reject` (logged with the peer's name, channel closed,
-:class:`PeerError` raised) before it can touch the model.
+:class:`PeerError` raised) before it can touch the model.  Every wait
+inside an exchange has a deadline sized to that exchange.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 import structlog
+import trio
 
 from gossipfl.compress import Compressor, PayloadError, ValueDtype, decode_values, encode_values
 from gossipfl.compress.codec import FloatArray, IndexArray
+from gossipfl.node.deadlines import DeadlinePolicy
 from gossipfl.node.model import ModelState
 from gossipfl.protocol import (
     Busy,
@@ -25,12 +31,15 @@ from gossipfl.protocol import (
     ExchangeCommit,
     ExchangeReply,
     Hello,
+    Message,
     Model,
     ModelRequest,
 )
-from gossipfl.transport.channel import MessageChannel
+from gossipfl.topology.links import LinkEstimate
+from gossipfl.transport.channel import MessageChannel, PeerError
 
 log = structlog.get_logger("gossipfl.node")
+_SMALL_MESSAGE = 64  # bytes: a commit, a busy, a request
 
 
 @dataclass(frozen=True)
@@ -42,17 +51,30 @@ class ExchangeTerms:
     value_dtype: ValueDtype = "float32"
     max_density: float = 1.0  # refuse index sets larger than this share of the model
     busy_retry_s: float = 0.1
+    deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)
 
     @property
     def max_count(self) -> int:
         return max(1, int(np.ceil(self.max_density * self.hello.dim)))
 
 
+@dataclass
+class Participant:
+    """This node as its partners meet it: the model it exchanges, its
+    terms, what it knows of each peer's link, and a hook for the node's
+    bookkeeping when a responder merge lands."""
+
+    model: ModelState
+    terms: ExchangeTerms
+    link_of: Callable[[str], LinkEstimate] = lambda node_id: LinkEstimate()
+    merged: Callable[[str], None] = lambda node_id: None
+
+
 def incompatibility(ours: Hello, theirs: Hello) -> str | None:
     """Why a peer cannot gossip with us, or ``None`` if it can."""
     if theirs.node_id == ours.node_id:
         return "peer has our own node id"
-    for what in ("swarm_id", "trainer", "compressor", "dim"):
+    for what in ("swarm_id", "trainer", "compressor", "value_dtype", "dim"):
         if getattr(theirs, what) != getattr(ours, what):
             mine, its = getattr(ours, what), getattr(theirs, what)
             return f"{what} differs: peer has {its!r}, we have {mine!r}"
@@ -66,117 +88,171 @@ async def _check_hello(channel: MessageChannel, terms: ExchangeTerms, theirs: He
     if reason is None and channel.node_id is not None and theirs.node_id != channel.node_id:
         reason = "hello names another node than its certificate"
     if reason is not None:
-        await channel.send(Bye(reason))
+        await channel.say_bye(reason)
         await channel.reject(f"refused at hello: {reason}")
 
 
-async def greet(channel: MessageChannel, terms: ExchangeTerms) -> Hello:
-    """Initiator: exchange hellos; returns the peer's."""
-    await channel.send(terms.hello)
-    reply = await channel.receive()
+async def _unexpected(channel: MessageChannel, message: Message, waiting_for: str) -> NoReturn:
+    if isinstance(message, Bye):
+        reason = f"said bye ({message.reason}) instead of {waiting_for}"
+        await channel.reject(reason, went_away=True)
+    await channel.reject(f"sent {message.TYPE} instead of {waiting_for}")
+
+
+async def greet(channel: MessageChannel, terms: ExchangeTerms, *, deadline: float) -> Hello:
+    """Initiator: exchange hellos by ``deadline``; returns the peer's."""
+    await channel.send(terms.hello, deadline=deadline)
+    reply = await channel.receive(deadline=deadline, waiting_for="hello")
     if isinstance(reply, Bye):
         await channel.reject(f"refused us at hello: {reply.reason}")
-    assert isinstance(reply, Hello)  # the session allows nothing else here
+    if not isinstance(reply, Hello):
+        await _unexpected(channel, reply, "hello")
     await _check_hello(channel, terms, reply)
     return reply
 
 
-async def respond(channel: MessageChannel, model: ModelState, terms: ExchangeTerms) -> None:
-    """Responder: serve one connection until the peer says bye.
+async def respond(channel: MessageChannel, us: Participant) -> None:
+    """Responder: serve one connection until the peer says bye or stays
+    idle for the idle timeout.
 
     Raises :class:`PeerError` when the peer misbehaves or goes away.
     """
-    hello = await channel.receive()
-    assert isinstance(hello, Hello)
+    terms = us.terms
+    hello_by = trio.current_time() + channel.timeouts.handshake
+    hello = await channel.receive(deadline=hello_by, waiting_for="hello")
+    if not isinstance(hello, Hello):
+        await _unexpected(channel, hello, "hello")
     await _check_hello(channel, terms, hello)
     await channel.send(terms.hello)
-    while True:
-        message = await channel.receive()
+    while not channel.closed:
+        message = await channel.next_request()
+        if message is None:
+            await channel.say_bye(f"idle for {channel.timeouts.idle:g}s")
+            return
         if isinstance(message, Bye):
             await channel.aclose()
             return
         if isinstance(message, ModelRequest):
-            await channel.send(Model(encode_values(model.params, "float32")))
+            await _serve_model(channel, us)
         elif isinstance(message, Exchange):
-            await _respond_exchange(channel, model, terms, message)
+            await _respond_exchange(channel, us, hello.node_id, message)
+        else:  # the session lets nothing else through here; refuse, never assert
+            await _unexpected(channel, message, "a request")
+
+
+async def _serve_model(channel: MessageChannel, us: Participant) -> None:
+    if not us.model.ready:
+        await channel.send(Busy(us.terms.busy_retry_s))
+        return
+    await channel.send(Model(encode_values(us.model.params, "float32")))
 
 
 async def _respond_exchange(
-    channel: MessageChannel, model: ModelState, terms: ExchangeTerms, request: Exchange
+    channel: MessageChannel, us: Participant, peer_id: str, request: Exchange
 ) -> None:
+    model, terms = us.model, us.terms
     try:
         indices = terms.compressor.resolve(request.indices, model.dim, terms.max_count)
         received = decode_values(request.values, indices.size, terms.value_dtype)
     except PayloadError as exc:
         await channel.reject(f"bad exchange {request.xid}: {exc}")
-    if model.in_exchange:
+    if not model.accepting():
         await channel.send(Busy(terms.busy_retry_s))
         return
     model.in_exchange = True
     try:
         sent = model.outgoing(indices, terms.value_dtype)
-        await channel.send(ExchangeReply(request.xid, encode_values(sent, terms.value_dtype)))
-        commit = await channel.receive()
-        if isinstance(commit, ExchangeCommit):
-            model.merge_later(indices, sent, received)
+        reply = ExchangeReply(request.xid, encode_values(sent.values, terms.value_dtype))
+        seconds = terms.deadlines.seconds(us.link_of(peer_id), len(reply.values), _SMALL_MESSAGE)
+        deadline = trio.current_time() + seconds
+        await channel.send(reply, deadline=deadline)
+        commit = await channel.receive(
+            deadline=deadline, waiting_for=f"commit of exchange {request.xid}"
+        )
+        if isinstance(commit, Bye):  # it gave up on the exchange: nothing to merge
+            await channel.aclose()
+        elif isinstance(commit, ExchangeCommit):
+            model.merge(sent, received)
+            us.merged(peer_id)
+        else:
+            await _unexpected(channel, commit, f"commit of exchange {request.xid}")
     finally:
         model.in_exchange = False
 
 
+class Outcome(enum.Enum):
+    MERGED = "merged"  # both sides merged (the commit went out)
+    BUSY = "busy"  # the partner was busy; nothing changed
+    HALF_MERGED = "half_merged"  # we merged; the commit may not have arrived
+
+
 @dataclass(frozen=True)
 class ExchangeResult:
-    """What one exchange did, for counters and bandwidth estimates."""
+    """What one exchange did, for counters and link estimates."""
 
+    outcome: Outcome
     indices: IndexArray
-    busy_retry_s: float | None  # set when the peer was busy and nothing merged
+    bytes_out: int = 0
+    bytes_back: int = 0
+    busy_retry_s: float = 0.0
+    reason: str = ""  # why a half-merge lost its commit
 
 
 async def initiate(
     channel: MessageChannel,
-    model: ModelState,
-    terms: ExchangeTerms,
+    us: Participant,
     *,
     k: int,
     xid: int,
     rng: np.random.Generator,
+    deadline: float,
 ) -> ExchangeResult:
-    """Initiator: one exchange over a greeted channel.
+    """Initiator: one exchange over a greeted channel, done by ``deadline``.
 
-    The model changes only if the reply is valid; the commit goes out after
-    the merge, so a failure before the reply leaves both sides untouched.
+    Raises :class:`PeerError` if it fails before we merge: then neither
+    side changed.  Once we have merged, a failure to deliver the commit is
+    a :attr:`Outcome.HALF_MERGED` result, not an error: our model moved.
     """
+    model, terms = us.model, us.terms
     if model.in_exchange:
         raise RuntimeError("the node is already in an exchange")
     model.in_exchange = True
     try:
         selection = terms.compressor.select(model.residual, k, rng)
         sent = model.outgoing(selection.indices, terms.value_dtype)
-        await channel.send(Exchange(xid, selection.wire, encode_values(sent, terms.value_dtype)))
-        reply = await channel.receive()
+        request = Exchange(xid, selection.wire, encode_values(sent.values, terms.value_dtype))
+        await channel.send(request, deadline=deadline)
+        reply = await channel.receive(deadline=deadline, waiting_for=f"reply to exchange {xid}")
         if isinstance(reply, Busy):
-            return ExchangeResult(selection.indices, reply.retry_after)
-        if isinstance(reply, Bye):
-            await channel.reject(f"left during exchange {xid}: {reply.reason}")
-        assert isinstance(reply, ExchangeReply)
+            return ExchangeResult(Outcome.BUSY, selection.indices, busy_retry_s=reply.retry_after)
+        if not isinstance(reply, ExchangeReply):
+            await _unexpected(channel, reply, f"reply to exchange {xid}")
         try:
             received = decode_values(reply.values, selection.indices.size, terms.value_dtype)
         except PayloadError as exc:
             await channel.reject(f"bad reply to exchange {xid}: {exc}")
-        model.merge_now(selection.indices, sent, received)
-        await channel.send(ExchangeCommit(xid))
-        return ExchangeResult(selection.indices, None)
+        model.merge(sent, received)
+        out, back = len(request.values) + len(request.indices), len(reply.values)
+        try:
+            await channel.send(ExchangeCommit(xid), deadline=deadline)
+        except PeerError as exc:
+            return ExchangeResult(
+                Outcome.HALF_MERGED, selection.indices, out, back, 0.0, exc.reason
+            )
+        return ExchangeResult(Outcome.MERGED, selection.indices, out, back)
     finally:
         model.in_exchange = False
 
 
-async def pull_model(channel: MessageChannel, dim: int) -> FloatArray | None:
-    """Late joiner: ask a greeted peer for its full model; ``None`` if busy."""
-    await channel.send(ModelRequest())
-    reply = await channel.receive()
+async def pull_model(channel: MessageChannel, dim: int, *, deadline: float) -> FloatArray | None:
+    """Late joiner: ask a greeted peer for its full model by ``deadline``;
+    ``None`` if it is busy."""
+    await channel.send(ModelRequest(), deadline=deadline)
+    reply = await channel.receive(deadline=deadline, waiting_for="model")
     if isinstance(reply, Busy):
         return None
     if not isinstance(reply, Model):
-        await channel.reject(f"answered a model request with {reply.TYPE}")
+        await _unexpected(channel, reply, "model")
     try:
         return decode_values(reply.values, dim, "float32")
     except PayloadError as exc:

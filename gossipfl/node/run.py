@@ -1,4 +1,7 @@
-"""``gossipfl run``: build a node from its config and run it until a signal."""
+"""``gossipfl run``: the daemon.  Composes a :class:`GossipNode` from its
+config with the real seams (TCP + TLS, a worker thread for the trainer,
+files and a control socket for state, mDNS and static seeds), and runs it
+until a signal."""
 
 from __future__ import annotations
 
@@ -10,15 +13,16 @@ import structlog
 import trio
 
 from gossipfl.node.checkpoint import CheckpointError
+from gossipfl.node.compute import ThreadedTrainerHost
 from gossipfl.node.config import Config, load_config
-from gossipfl.node.daemon import GossipNode
+from gossipfl.node.engine import GossipNode
 from gossipfl.node.logs import configure_logging
-from gossipfl.node.partner import greet
-from gossipfl.protocol import PROTOCOL_VERSION, Bye
+from gossipfl.node.state import FileStateStore
+from gossipfl.topology.addresses import announced_hosts, local_interfaces
 from gossipfl.topology.discovery import Announcement, CombinedDiscovery, Discovery, SeedDiscovery
 from gossipfl.topology.mdns import MdnsDiscovery
 from gossipfl.trainers import Trainer, TrainerSpec, load_trainer
-from gossipfl.transport import NodeIdentity, dial, tls_context
+from gossipfl.transport import NodeIdentity, TcpNetwork
 
 log = structlog.get_logger("gossipfl.node")
 
@@ -45,37 +49,36 @@ def build_node(config: Config) -> GossipNode:
     identity = NodeIdentity.load(
         config.swarm.node_cert, config.swarm.node_key, config.swarm.ca_cert
     )
-    node = GossipNode(config, identity, build_trainer(config))
-
-    async def probe_seed(host: str, port: int) -> Announcement:
-        channel = await dial(
-            host,
-            port,
-            tls_context(identity, server_side=False),
-            timeouts=node.timeouts,
-            max_frame_bytes=node.max_frame_bytes,
-        )
-        try:
-            hello = await greet(channel, node.terms)
-            await channel.send(Bye("seed probe"))
-        finally:
-            await channel.aclose()
-        return Announcement(hello.node_id, hello.swarm_id, PROTOCOL_VERSION, host, port)
+    local = local_interfaces()
+    hosts = announced_hosts(
+        config.listen_host, config.node.advertise_host, config.discovery.interfaces, local
+    )
+    network = TcpNetwork(identity, config.listen_host, config.listen_port, hosts)
+    node = GossipNode(
+        config,
+        identity,
+        ThreadedTrainerHost(build_trainer(config)),
+        network=network,
+        store=FileStateStore(config.node.state_dir),
+    )
 
     def discovery(own: Announcement) -> Discovery:
         parts: list[Discovery] = []
         if config.discovery.mdns:
-            interfaces = config.discovery.interfaces or None
             parts.append(
                 MdnsDiscovery(
-                    own, interfaces=interfaces, service_type=config.discovery.service_type
+                    own,
+                    interfaces=config.discovery.interfaces or None,
+                    hosts=hosts,
+                    local=local,
+                    service_type=config.discovery.service_type,
                 )
             )
         if config.discovery.seeds:
             seeds = [
                 (s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in config.discovery.seeds
             ]
-            parts.append(SeedDiscovery(seeds, probe_seed))
+            parts.append(SeedDiscovery(seeds, node.probe))
         return CombinedDiscovery(parts)
 
     node.discovery = discovery

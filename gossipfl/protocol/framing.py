@@ -81,6 +81,11 @@ class FrameDecoder:
         partial = 0 if self._body is None else self._filled + HEADER.size
         return ready + partial + len(self._header)
 
+    @property
+    def announced(self) -> int:
+        """The length announced by the frame being filled (0 between frames)."""
+        return 0 if self._body is None else len(self._body)
+
     def next_frame(self) -> bytearray | None:
         """The next whole frame, or ``None`` if more data is needed.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class Hello:
     node_id: str  # SHA-256 of the certificate's SPKI, hex
     swarm_id: str
     trainer: str
-    compressor: str
+    compressor: str  # its name, and its wire parameters if it has any
+    value_dtype: str  # of exchanged values: both sides must use the same
     dim: int  # model size in coordinates
     model_hash: bytes  # SHA-256 of the initial model
     listen_port: int

@@ -133,6 +133,16 @@ class Session:
         """Part of a frame has arrived, but not all of it."""
         return self._decoder.pending > 0
 
+    @property
+    def incoming_frame_bytes(self) -> int:
+        """Size of the frame now arriving, once its header is in (else 0)."""
+        return self._decoder.announced
+
+    @property
+    def peer_closed_cleanly(self) -> bool:
+        """The peer closed the stream between messages (not inside one)."""
+        return self._decoder.closed
+
     def receive_data(self, data: bytes | bytearray) -> None:
         """Bytes read from the stream; ``b""`` when the peer closed it."""
         self._decoder.receive_data(data)
@@ -141,10 +151,12 @@ class Session:
         """The next message the peer sent, or ``None`` until more bytes arrive.
 
         Raises :class:`RemoteProtocolError` for anything malformed or out of
-        order; the session is then unusable.
+        order, or the stream's end; the session is then unusable.  Reading
+        a closed session is :class:`LocalProtocolError`: after ``bye`` there
+        is nothing more to read, and waiting for it would never end.
         """
         if self.state is State.CLOSED:
-            return None
+            raise LocalProtocolError("the session is closed; nothing more will arrive")
         payload = self._decoder.next_frame()
         if payload is None:
             if self._decoder.closed:

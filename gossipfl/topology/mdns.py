@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+from ipaddress import IPv4Interface
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from zeroconf import (
     Zeroconf,
 )
 
+from gossipfl.topology.addresses import choose_address, local_interfaces
 from gossipfl.topology.discovery import (
     Announcement,
     DiscoveryEvent,
@@ -42,8 +44,11 @@ class MdnsDiscovery:
     """Announce this node and browse for others of the same swarm.
 
     ``interfaces``: IPv4 addresses to use, or ``None`` for all IPv4
-    interfaces.  ``service_type`` may be changed to keep swarms (or test
-    runs) apart on one network.
+    interfaces.  ``hosts``: the addresses to announce (default: the
+    announcement's host); see :func:`~gossipfl.topology.addresses.announced_hosts`.
+    ``local``: this host's interfaces, to pick the address of a peer that
+    announces several (default: asked of the system).  ``service_type`` may
+    be changed to keep swarms (or test runs) apart on one network.
     """
 
     def __init__(
@@ -51,18 +56,23 @@ class MdnsDiscovery:
         own: Announcement,
         *,
         interfaces: list[str] | None = None,
+        hosts: tuple[str, ...] = (),
+        local: list[IPv4Interface] | None = None,
         service_type: str = SERVICE_TYPE,
     ) -> None:
         self.own = own
         self.interfaces = interfaces
+        self.hosts = hosts or (own.host,)
+        self.local = local if local is not None else local_interfaces()
         self.service_type = service_type
         self.instance = f"{own.node_id[:16]}.{service_type}"
 
-    def _service_info(self) -> ServiceInfo:
+    def service_info(self) -> ServiceInfo:
+        """What this node registers: its hosts, port and TXT record."""
         return ServiceInfo(
             self.service_type,
             self.instance,
-            addresses=[socket.inet_aton(self.own.host)],
+            addresses=[socket.inet_aton(host) for host in self.hosts],
             port=self.own.port,
             properties=announcement_txt(self.own),
             server=f"{self.own.node_id[:16]}.local.",
@@ -84,7 +94,7 @@ class MdnsDiscovery:
         zc = await trio.to_thread.run_sync(
             lambda: Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
         )
-        info = self._service_info()
+        info = self.service_info()
         browser: ServiceBrowser | None = None
         try:
             await trio.to_thread.run_sync(zc.register_service, info)
@@ -114,13 +124,13 @@ class MdnsDiscovery:
         if info is None:
             log.debug("mdns_unresolved", name=name)
             return None
-        addresses = info.parsed_addresses(IPVersion.V4Only)
-        if not addresses:
+        address = choose_address(info.parsed_addresses(IPVersion.V4Only), self.local)
+        if address is None:
             log.debug("mdns_ignored", name=name, reason="no IPv4 address")
             return None
         parsed = parse_announcement(
             info.properties,
-            addresses[0],
+            address,
             swarm_id=self.own.swarm_id,
             protocol_version=self.own.protocol_version,
         )

@@ -224,14 +224,22 @@ def _install_certificate(
     _write(node_dir / CA_CERT, _cert_pem(ca), private=False, force=True)
 
 
-def keygen(swarm_dir: Path, node_dir: Path, *, force: bool = False) -> str:
-    """A node key and CA-signed certificate in ``node_dir``; returns the node id."""
+def keygen(
+    swarm_dir: Path,
+    node_dir: Path,
+    *,
+    force: bool = False,
+    key: ed25519.Ed25519PrivateKey | None = None,
+) -> str:
+    """A node key and CA-signed certificate in ``node_dir``; returns the node
+    id.  ``key``: use this key instead of a new one (a simulation derives
+    its nodes' keys from its seed, so node ids repeat from run to run)."""
     ca_key, ca_certificate = _load_ca(swarm_dir)
     if (node_dir / NODE_KEY).exists() and not force:
         raise IdentityError(
             f"{node_dir / NODE_KEY} exists; refusing to overwrite it (use --force to replace it)"
         )
-    key = ed25519.Ed25519PrivateKey.generate()
+    key = key or ed25519.Ed25519PrivateKey.generate()
     certificate = issue_certificate(ca_key, ca_certificate, key.public_key())
     _write(node_dir / NODE_KEY, _key_pem(key), private=True, force=force)
     _install_certificate(node_dir, certificate, ca_certificate, force)

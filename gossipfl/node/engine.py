@@ -1,0 +1,533 @@
+"""The gossip node: one engine for the daemon, in-process swarms and simnet.
+
+A :class:`GossipNode` runs, in one trio nursery: the responder side (a
+:class:`~gossipfl.transport.network.Network` hands it authenticated
+channels), discovery, the gossip loop (train, pick a partner, exchange),
+checkpoints and the status endpoint.  What differs between the daemon and
+a simulation is injected, never branched on:
+
+* *network* -- TCP + TLS in the daemon; memory streams (TLS by default) in
+  process;
+* *compute* -- a :class:`~gossipfl.node.compute.TrainerHost`: a worker
+  thread in the daemon; inline with its cost charged on the clock in process;
+* *state* -- a :class:`~gossipfl.node.state.StateStore`: files and a control
+  socket in the daemon; memory in process.
+
+Time is read only through trio and randomness comes from the node's seeded
+generator, so a swarm under ``trio.testing.MockClock`` is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, Final, cast
+
+import numpy as np
+import structlog
+import trio
+
+from gossipfl.compress import Compressor, exchange_k, value_size
+from gossipfl.node.checkpoint import Checkpoint, Identity
+from gossipfl.node.compute import TrainerHost
+from gossipfl.node.config import Config, ConfigError
+from gossipfl.node.deadlines import DeadlinePolicy
+from gossipfl.node.model import ModelState, model_hash
+from gossipfl.node.partner import (
+    ExchangeTerms,
+    Outcome,
+    Participant,
+    greet,
+    initiate,
+    pull_model,
+    respond,
+)
+from gossipfl.node.state import Counters, NodeStatus, StateStore
+from gossipfl.plugins import PluginError, load_compressor, load_selector, wire_name
+from gossipfl.protocol import PROTOCOL_VERSION, Hello
+from gossipfl.topology.discovery import Announcement, Discovery, Joined, unbounded_channel
+from gossipfl.topology.links import LinkEstimate
+from gossipfl.topology.peers import Peer, PeerTable
+from gossipfl.topology.selectors import Selector
+from gossipfl.transport import (
+    Address,
+    ChannelSettings,
+    HandshakeError,
+    MessageChannel,
+    Network,
+    NodeIdentity,
+    PeerError,
+    Timeouts,
+)
+
+DiscoveryFactory = Callable[[Announcement], Discovery]
+log = structlog.get_logger("gossipfl.node")
+JOIN_WAIT_S: Final = 3.0  # how long a fresh node waits for a peer to pull a model from
+CANDIDATES: Final = 3  # partners tried per round at most
+# What a failed contact looks like; anything else is a bug on our side.
+CONTACT_ERRORS: Final = (PeerError, HandshakeError, OSError)
+_SMALL_MESSAGE: Final = 64
+_FRAME_OVERHEAD: Final = 4096  # msgpack map, field names, xid: far less than this
+
+
+def frame_bytes_needed(dim: int, compressor: Compressor) -> int:
+    """The largest frame a node of ``dim`` coordinates must accept: a full
+    float32 model (a late joiner's pull), or a dense exchange with every
+    index, whichever is larger."""
+    index_bytes = max(math.ceil(dim / 8) + 16, math.ceil(compressor.index_bytes(dim, dim)))
+    return value_size("float32") * dim + index_bytes + _FRAME_OVERHEAD
+
+
+class GossipNode:
+    def __init__(
+        self,
+        config: Config,
+        identity: NodeIdentity,
+        trainer: TrainerHost,
+        *,
+        network: Network,
+        store: StateStore,
+        discovery: DiscoveryFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.trainer = trainer
+        self.network = network
+        self.store = store
+        self.discovery = discovery
+        initial = trainer.initial_params()
+        self.initial_hash = model_hash(initial)
+        self.model = ModelState.initial(initial)
+        self.model.ready = False  # until restored or joined
+        self.counters = Counters()
+        self.table = PeerTable(identity.node_id)
+        gossip = config.gossip
+        self.compressor = load_compressor(gossip.compressor)
+        self.selector = _node_selector(config)
+        self.rng = np.random.default_rng([config.swarm.seed, int(identity.node_id[:15], 16)])
+        self.settings = ChannelSettings(
+            Timeouts(
+                idle=gossip.idle_timeout_s,
+                read=gossip.read_timeout_s,
+                write=gossip.read_timeout_s,
+                handshake=gossip.connect_timeout_s,
+            ),
+            _frame_limit(config, self.model.dim, self.compressor),
+        )
+        self.deadlines = DeadlinePolicy(
+            cap_s=gossip.exchange_timeout_s, floor_s=min(2.0, gossip.exchange_timeout_s)
+        )
+        self.participant = Participant(
+            self.model, self._terms(0), link_of=self._link_of, merged=self._merged
+        )
+        self.channels: dict[str, MessageChannel] = {}
+        self.metrics: dict[str, float] = {}
+        self.restored = False
+        self.address: Address | None = None
+        self._xid = 0
+        self._started = 0.0
+        self._peer_seen = trio.Event()
+
+    # -- identity and state -------------------------------------------------------------
+
+    def _terms(self, port: int) -> ExchangeTerms:
+        gossip = self.config.gossip
+        hello = Hello(
+            self.identity.node_id,
+            self.identity.swarm_id,
+            self.config.trainer_name,
+            wire_name(self.compressor),
+            gossip.value_dtype,
+            self.model.dim,
+            self.initial_hash,
+            port,
+        )
+        dtype = cast(Any, gossip.value_dtype)
+        return ExchangeTerms(hello, self.compressor, dtype, deadlines=self.deadlines)
+
+    @property
+    def checkpoint_identity(self) -> Identity:
+        return Identity(
+            self.identity.swarm_id,
+            self.config.trainer_name,
+            self.model.dim,
+            self.initial_hash.hex(),
+        )
+
+    def restore(self) -> bool:
+        """Adopt the store's last checkpoint if there is one; raises
+        :class:`~gossipfl.node.checkpoint.CheckpointError` for a bad one."""
+        found = self.store.load(self.checkpoint_identity)
+        if found is None:
+            return False
+        self.model.replace(found.params, found.residual)
+        self.model.ready = True
+        for key, value in found.counters.items():
+            if hasattr(self.counters, key):
+                setattr(self.counters, key, value)
+        self.restored = True
+        log.info(
+            "checkpoint_restored", rounds=self.counters.rounds, exchanges=self.counters.exchanges
+        )
+        return True
+
+    def snapshot(self) -> Checkpoint:
+        """The node's state at this instant (taken on the trio thread, so no
+        merge can land halfway through the copy)."""
+        params, residual = self.model.snapshot()
+        return Checkpoint(
+            self.checkpoint_identity, self.identity.node_id, params, residual, asdict(self.counters)
+        )
+
+    async def checkpoint(self) -> bool:
+        """Save a snapshot; a failure (disk full, ...) is logged, not fatal:
+        the previous checkpoint stands and the node goes on."""
+        self.counters.checkpoints += 1
+        try:
+            await self.store.save(self.snapshot())
+        except OSError as exc:
+            self.counters.checkpoints -= 1
+            log.error("checkpoint_failed", reason=str(exc))
+            return False
+        return True
+
+    def status(self) -> NodeStatus:
+        now = trio.current_time()
+        peers = [
+            {
+                "node_id": p.node_id,
+                "address": p.address,
+                "present": p.present,
+                "live": p.live(now),
+                "bandwidth_Bps": p.link.bandwidth if p.link.known else None,
+                "rtt_s": p.link.rtt,
+                "last_exchange_ago_s": None if p.last_exchange is None else now - p.last_exchange,
+                "failures": p.failures,
+            }
+            for p in self.table.all()
+        ]
+        return NodeStatus(
+            self.identity.node_id,
+            self.config.node.name,
+            now - self._started,
+            asdict(self.counters),
+            self.settings.traffic.sent,
+            self.settings.traffic.received,
+            dict(self.metrics),
+            peers,
+        )
+
+    # -- the nursery ---------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until cancelled; then write a final checkpoint and leave."""
+        with structlog.contextvars.bound_contextvars(node=self.identity.node_id[:12]):
+            self._started = trio.current_time()
+            try:
+                async with trio.open_nursery() as nursery:
+                    address: Address = await nursery.start(
+                        self.network.serve, self._serve_connection, self.settings
+                    )
+                    self.address = address
+                    self.participant.terms = self._terms(address.port)
+                    if self.discovery is not None:
+                        own = Announcement(
+                            self.identity.node_id,
+                            self.identity.swarm_id,
+                            PROTOCOL_VERSION,
+                            address.hosts[0],
+                            address.port,
+                        )
+                        events_in, events = unbounded_channel()
+                        await nursery.start(self.discovery(own).run, events_in)
+                        nursery.start_soon(self._follow_discovery, events)
+                    nursery.start_soon(self._checkpoint_loop)
+                    await nursery.start(self.store.serve_status, self.status)
+                    log.info(
+                        "node_started",
+                        address=f"{','.join(address.hosts)}:{address.port}",
+                        dim=self.model.dim,
+                        restored=self.restored,
+                    )
+                    task_status.started(address)
+                    await self._gossip_loop()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.checkpoint()
+                    async with trio.open_nursery() as goodbyes:
+                        for channel in list(self.channels.values()):
+                            goodbyes.start_soon(channel.say_bye, "node stopping")
+                    log.info("node_stopped", **asdict(self.counters))
+
+    async def _serve_connection(self, channel: MessageChannel) -> None:
+        await respond(channel, self.participant)
+
+    def _link_of(self, node_id: str) -> LinkEstimate:
+        peer = self.table.get(node_id)
+        return peer.link if peer is not None else LinkEstimate()
+
+    def _merged(self, node_id: str) -> None:
+        """A responder merge landed: the peer and we are in contact."""
+        self.counters.responded += 1
+        self.table.succeeded(node_id, trio.current_time(), self.counters.rounds)
+
+    async def _follow_discovery(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        async for event in events:
+            now = trio.current_time()
+            if isinstance(event, Joined):
+                peer = event.peer
+                self.table.announced(
+                    peer.node_id,
+                    peer.host,
+                    peer.port,
+                    peer.swarm_id,
+                    peer.protocol_version,
+                    now,
+                    self.counters.rounds,
+                )
+                self._peer_seen.set()
+                log.info(
+                    "peer_discovered", peer=peer.node_id[:12], address=f"{peer.host}:{peer.port}"
+                )
+            else:
+                self.table.withdrawn(event.node_id)
+                channel = self.channels.pop(event.node_id, None)
+                if channel is not None:
+                    await channel.aclose()
+                log.info("peer_left", peer=event.node_id[:12])
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.gossip.checkpoint_every_s)
+            await self.checkpoint()
+
+    async def probe(self, host: str, port: int) -> Announcement:
+        """Who listens at ``host:port``: dial, exchange hellos, hang up.
+        Raises what :meth:`Network.dial` and :func:`greet` raise."""
+        deadline = trio.current_time() + self.settings.timeouts.handshake
+        channel = await self.network.dial(host, port, self.settings, deadline=deadline)
+        try:
+            hello = await greet(channel, self.participant.terms, deadline=deadline)
+        finally:
+            await channel.say_bye("seed probe")
+        return Announcement(hello.node_id, hello.swarm_id, PROTOCOL_VERSION, host, port)
+
+    # -- the gossip loop -----------------------------------------------------------------
+
+    async def _gossip_loop(self) -> None:
+        await self._join()
+        next_eval = trio.current_time()
+        while True:
+            await self._train_round()
+            await self._exchange_round()
+            self.counters.rounds += 1
+            if trio.current_time() >= next_eval:
+                await self._evaluate()
+                next_eval = trio.current_time() + self.config.gossip.evaluate_every_s
+            await trio.sleep(self.config.gossip.round_interval_s)
+
+    async def _join(self) -> None:
+        """A fresh node pulls one full model from its first partner, if one
+        shows up within a few seconds, rather than starting from scratch.
+        Until then it answers ``busy``: what it merged into its initial
+        weights would be thrown away with them."""
+        if self.restored:
+            return
+        try:
+            with trio.move_on_after(JOIN_WAIT_S):
+                await self._peer_seen.wait()
+            for peer in self.table.live(trio.current_time())[:CANDIDATES]:
+                seconds = self.deadlines.seconds(peer.link, _SMALL_MESSAGE, 4 * self.model.dim)
+                deadline = trio.current_time() + seconds
+                try:
+                    channel, _ = await self._channel(peer, deadline)
+                    params = await pull_model(channel, self.model.dim, deadline=deadline)
+                except CONTACT_ERRORS as exc:
+                    await self._contact_failed(peer, str(exc))
+                    continue
+                if params is not None:
+                    self.model.replace(params)
+                    log.info("model_pulled", peer=peer.node_id[:12])
+                    return
+        finally:
+            self.model.ready = True
+
+    async def _train_round(self) -> None:
+        before = self.model.params.copy()  # merges may land while it trains
+        steps = self.config.gossip.local_steps
+        metrics, after = await self.trainer.train(before, steps)
+        self.model.trained(before, after)
+        self.counters.steps += steps
+        self.metrics.update({f"train_{k}": v for k, v in metrics.items()})
+
+    async def _evaluate(self) -> None:
+        self.metrics.update(await self.trainer.evaluate(self.model.params.copy()))
+        log.info(
+            "evaluated",
+            rounds=self.counters.rounds,
+            exchanges=self.counters.exchanges,
+            **self.metrics,
+        )
+
+    async def _exchange_round(self) -> None:
+        """Try up to :data:`CANDIDATES` partners in the selector's order
+        until one exchange is done.  The round ends by the deadline of its
+        first exchange: training never waits longer behind it."""
+        if self.model.busy():
+            return  # answering a peer right now: one exchange at a time; next round
+        ranked = self.selector.rank(
+            self.table.live(trio.current_time()), self.counters.rounds, self.rng
+        )
+        round_end: float | None = None
+        busy = self.counters.busy
+        for peer in ranked[:CANDIDATES]:
+            k, seconds = self._plan(peer)
+            now = trio.current_time()
+            if round_end is None:
+                round_end = now + seconds
+            elif now + seconds > round_end:
+                break  # not enough of the round left for a whole exchange
+            if await self._exchange_with(peer, k, now + seconds):
+                return
+        if self.counters.busy > busy:
+            # Partners were busy, most likely initiating too.  Nodes whose
+            # steps take equally long would otherwise meet in the same
+            # instant every round and find each other busy forever; a
+            # random pause shifts our phase for good (as in CSMA backoff).
+            await trio.sleep(self.rng.uniform(0.0, self.participant.terms.busy_retry_s))
+
+    def _plan(self, peer: Peer) -> tuple[int, float]:
+        """How many coordinates to exchange with ``peer``, and how long the
+        exchange may take."""
+        dtype = self.participant.terms.value_dtype
+        k = exchange_k(
+            self.compressor,
+            self.model.dim,
+            self.config.gossip.density,
+            value_size(dtype),
+            peer.link.bandwidth if peer.link.known else None,
+            self.config.gossip.exchange_budget_s,
+        )
+        values = k * value_size(dtype)
+        out = math.ceil(self.compressor.index_bytes(self.model.dim, k)) + values + _SMALL_MESSAGE
+        return k, self.deadlines.seconds(peer.link, out, values + _SMALL_MESSAGE)
+
+    async def _exchange_with(self, peer: Peer, k: int, deadline: float) -> bool:
+        """One exchange with ``peer`` by ``deadline``; returns whether the
+        round is over (merged, half-merged, or a peer took our slot)."""
+        for attempt in (1, 2):
+            reused = False
+            try:
+                channel, reused = await self._channel(peer, deadline)
+                if self.model.busy():
+                    return True  # a peer started an exchange with us while we dialled
+                self._xid += 1
+                start, sent, received = (
+                    trio.current_time(),
+                    channel.bytes_sent,
+                    channel.bytes_received,
+                )
+                result = await initiate(
+                    channel, self.participant, k=k, xid=self._xid, rng=self.rng, deadline=deadline
+                )
+            except CONTACT_ERRORS as exc:
+                if attempt == 1 and reused and isinstance(exc, PeerError) and exc.went_away:
+                    # The peer closed this connection while it sat idle: not a
+                    # failure of the peer.  Nothing merged; try a fresh one.
+                    self.channels.pop(peer.node_id, None)
+                    continue
+                await self._contact_failed(peer, str(exc))
+                self.counters.failed_exchanges += 1
+                return False
+            except Exception:  # a bug on our side: this peer's attempt only
+                log.error("exchange_error", peer=peer.node_id[:12], exc_info=True)
+                await self._drop_channel(peer.node_id)
+                self.counters.failed_exchanges += 1
+                return False
+            end = trio.current_time()
+            if result.outcome is Outcome.BUSY:
+                # Jitter: two nodes that keep initiating toward each other at
+                # the same moment would otherwise collide forever.
+                retry = result.busy_retry_s * self.rng.uniform(0.5, 1.5)
+                self.table.busy(peer.node_id, end, retry)
+                self.counters.busy += 1
+                return False
+            elapsed = max(end - start, 1e-6)
+            self.table.succeeded(
+                peer.node_id,
+                end,
+                self.counters.rounds,
+                sent=(channel.bytes_sent - sent, elapsed),
+                received=(channel.bytes_received - received, elapsed),
+            )
+            if result.outcome is Outcome.HALF_MERGED:
+                self.counters.half_merges += 1
+                log.info("exchange_half_merged", peer=peer.node_id[:12], reason=result.reason)
+                await self._drop_channel(peer.node_id)
+            else:
+                self.counters.exchanges += 1
+            return True
+        return False
+
+    async def _channel(self, peer: Peer, deadline: float) -> tuple[MessageChannel, bool]:
+        """A greeted channel to ``peer``, and whether it was reused."""
+        channel = self.channels.get(peer.node_id)
+        if channel is not None and not channel.closed:
+            return channel, True
+        deadline = min(deadline, trio.current_time() + self.settings.timeouts.handshake)
+        channel = await self.network.dial(
+            peer.host,
+            peer.port,
+            self.settings,
+            deadline=deadline,
+            expected_node_id=peer.node_id,
+        )
+        try:
+            await greet(channel, self.participant.terms, deadline=deadline)
+        except BaseException:
+            await channel.aclose()
+            raise
+        self.channels[peer.node_id] = channel
+        return channel, False
+
+    async def _contact_failed(self, peer: Peer, reason: str) -> None:
+        log.warning("exchange_failed", peer=peer.node_id[:12], address=peer.address, reason=reason)
+        self.table.failed(peer.node_id, trio.current_time())
+        await self._drop_channel(peer.node_id)
+
+    async def _drop_channel(self, node_id: str) -> None:
+        channel = self.channels.pop(node_id, None)
+        if channel is not None:
+            await channel.aclose()
+
+
+def _node_selector(config: Config) -> Selector:
+    """The configured selector, which must rank peers on its own (a
+    simulator-only reference such as ``oracle-matching`` cannot)."""
+    where = f"{config.path or '<config>'}: [gossip] selector"
+    name = config.gossip.selector
+    try:
+        selector = load_selector(name, max_staleness=config.gossip.max_staleness)
+    except PluginError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if not isinstance(selector, Selector):
+        raise ConfigError(
+            f"{where} = {name!r} is a simulator-only reference (it needs every link's "
+            "bandwidth at once) and cannot run in a node; use 'bandwidth' or 'uniform'"
+        )
+    return selector
+
+
+def _frame_limit(config: Config, dim: int, compressor: Compressor) -> int:
+    needed = frame_bytes_needed(dim, compressor)
+    configured = config.gossip.max_frame_bytes
+    if configured and configured < needed:
+        raise ConfigError(
+            f"{config.path or '<config>'}: [gossip] max_frame_bytes = {configured} is below the "
+            f"{needed} bytes this model needs (a full model for a late joiner, or a dense "
+            "exchange); raise it, or set 0 to size it to the model"
+        )
+    return configured or needed

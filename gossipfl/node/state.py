@@ -1,0 +1,154 @@
+"""The state seam: where a node keeps its checkpoints and serves its status.
+
+The daemon's :class:`FileStateStore` writes atomic checkpoints into
+``state_dir`` (from a worker thread) and answers ``gossipfl status`` on a
+control socket there; :class:`MemoryStateStore` keeps them in memory for
+in-process swarms.  Either way the node takes the snapshot itself, on its
+trio thread, so it never mixes two moments of a model that merges are
+changing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+import trio
+
+from gossipfl.node.checkpoint import Checkpoint, Identity, load_checkpoint, save_checkpoint
+
+CONTROL_SOCKET = "control.sock"
+log = structlog.get_logger("gossipfl.node")
+
+
+@dataclass
+class Counters:
+    rounds: int = 0
+    steps: int = 0
+    exchanges: int = 0  # initiated, merged on both sides
+    responded: int = 0  # merged as responder (the initiator committed)
+    half_merges: int = 0  # initiated and merged here, commit not delivered
+    failed_exchanges: int = 0  # initiated, nothing merged
+    busy: int = 0  # a partner answered busy
+    checkpoints: int = 0
+
+
+@dataclass
+class NodeStatus:
+    node_id: str
+    name: str
+    uptime_s: float
+    counters: dict[str, int]
+    bytes_sent: int
+    bytes_received: int
+    metrics: dict[str, float]
+    peers: list[dict[str, Any]] = field(default_factory=list)
+
+
+StatusSource = Callable[[], NodeStatus]
+
+
+class StateStore(Protocol):
+    """Keeps one node's checkpoints and serves its status."""
+
+    def load(self, identity: Identity) -> Checkpoint | None:
+        """The last checkpoint, or ``None`` if there is none.  Raises
+        :class:`~gossipfl.node.checkpoint.CheckpointError` for one that is
+        corrupt or belongs to another swarm, trainer or model."""
+        ...
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Keep ``checkpoint`` (the node's own snapshot; not modified).
+        Atomic: a crash leaves the previous one or this one.  Raises
+        ``OSError`` when it cannot be written; the previous one then stands."""
+        ...
+
+    async def serve_status(
+        self, status: StatusSource, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Answer status requests with ``status()`` until cancelled."""
+        ...
+
+
+class MemoryStateStore:
+    """Checkpoints in memory (the last one, and how many were saved)."""
+
+    def __init__(self) -> None:
+        self.last: Checkpoint | None = None
+        self.saved = 0
+
+    def load(self, identity: Identity) -> Checkpoint | None:
+        return self.last
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        self.last = checkpoint
+        self.saved += 1
+
+    async def serve_status(
+        self, status: StatusSource, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+
+class FileStateStore:
+    """``state_dir/checkpoint.npz`` and the control socket beside it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def load(self, identity: Identity) -> Checkpoint | None:
+        return load_checkpoint(self.state_dir, identity)
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        await trio.to_thread.run_sync(save_checkpoint, self.state_dir, checkpoint)
+
+    async def serve_status(
+        self, status: StatusSource, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / CONTROL_SOCKET
+        if path.exists():
+            path.unlink()
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.bind(str(path))
+        os.chmod(path, 0o600)  # bound, not yet listening: no window for others
+        sock.listen(8)
+        listener = trio.SocketListener(sock)
+        task_status.started()
+        try:
+            async with listener:
+                while True:
+                    stream = await listener.accept()
+                    payload = json.dumps(asdict(status())).encode() + b"\n"
+                    # A client that goes away early must not stop the node.
+                    with trio.move_on_after(2), contextlib.suppress(trio.BrokenResourceError):
+                        await stream.send_all(payload)
+                    await trio.aclose_forcefully(stream)
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def read_status(state_dir: Path, timeout_s: float = 5.0) -> dict[str, Any]:
+    """Ask the daemon whose state is in ``state_dir`` for its status."""
+    path = state_dir / CONTROL_SOCKET
+    if not path.exists():
+        raise FileNotFoundError(f"no running daemon: {path} does not exist")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(str(path))
+        except ConnectionRefusedError:
+            raise FileNotFoundError(f"no daemon answers on {path} (stale socket?)") from None
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data: dict[str, Any] = json.loads(b"".join(chunks))
+    return data

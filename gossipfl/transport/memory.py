@@ -1,0 +1,185 @@
+"""An in-process network: nodes in one trio run, connected by memory streams.
+
+A fake that ships with the product (like ``trio.testing``): tests and the
+simulator run the production node over it, with no sockets and no threads,
+so a whole swarm runs under ``trio.testing.MockClock``.  By default every
+connection runs the real TLS 1.3 handshake with the nodes' certificates, so
+authentication, node-id checks and the channel code are the daemon's own.
+Without TLS the wire itself vouches for who dialled (faster, for large
+simulations).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from dataclasses import dataclass
+
+import structlog
+import trio
+import trio.testing
+
+from gossipfl.protocol import Role
+from gossipfl.transport.channel import MessageChannel
+from gossipfl.transport.identity import NodeIdentity
+from gossipfl.transport.network import Address, ChannelHandler, ChannelSettings, run_handler
+from gossipfl.transport.tls import HandshakeError, secure_stream, tls_context
+
+log = structlog.get_logger("gossipfl.transport")
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    stream: trio.abc.Stream
+    node_id: str  # who dialled (trusted only without TLS)
+    address: str  # the dialler's host, for logs
+
+
+@dataclass
+class _Listener:
+    node_id: str
+    inbox: trio.MemorySendChannel[_Incoming]
+
+
+class MemoryWire:
+    """What a set of :class:`MemoryNetwork` objects share: who listens at
+    which ``(host, port)``.  :meth:`stream_pair` makes each connection's
+    two ends; a subclass may put emulated links between them."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[tuple[str, int], _Listener] = {}
+        self._ports = itertools.count(40000)
+
+    def listen(
+        self, host: str, port: int, node_id: str
+    ) -> tuple[int, trio.MemoryReceiveChannel[_Incoming]]:
+        if port == 0:
+            port = next(p for p in self._ports if (host, p) not in self._listeners)
+        if (host, port) in self._listeners:
+            raise OSError(errno.EADDRINUSE, f"{host}:{port}: address already in use")
+        send, receive = trio.open_memory_channel[_Incoming](float("inf"))
+        self._listeners[(host, port)] = _Listener(node_id, send)
+        return port, receive
+
+    def close(self, host: str, port: int) -> None:
+        listener = self._listeners.pop((host, port), None)
+        if listener is not None:
+            listener.inbox.close()
+
+    def connect(self, host: str, port: int, incoming: _Incoming) -> str:
+        """Queue a connection at ``host:port``; returns the listener's node
+        id.  Raises ``ConnectionRefusedError`` if nobody listens there."""
+        listener = self._listeners.get((host, port))
+        if listener is None:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"{host}:{port}: connection refused")
+        listener.inbox.send_nowait(incoming)
+        return listener.node_id
+
+    def stream_pair(self, dialer: str, listener: str) -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        """The two ends of a new connection from host ``dialer`` to host
+        ``listener``: (dialer's end, listener's end)."""
+        return trio.testing.memory_stream_pair()
+
+
+class MemoryNetwork:
+    """One node's view of a :class:`MemoryWire`, at ``host``.
+
+    With ``identity`` every connection runs the TLS 1.3 handshake with that
+    node's certificate (contexts built once); with ``tls=False`` the wire
+    reports who dialled and ``identity`` only supplies the node id.
+    """
+
+    def __init__(
+        self,
+        wire: MemoryWire,
+        host: str,
+        identity: NodeIdentity,
+        *,
+        port: int = 7000,
+        tls: bool = True,
+    ) -> None:
+        self.wire = wire
+        self.host = host
+        self.port = port
+        self.node_id = identity.node_id
+        self.tls = tls
+        if tls:
+            self.client_context = tls_context(identity, server_side=False)
+            self.server_context = tls_context(identity, server_side=True)
+
+    async def serve(
+        self,
+        handler: ChannelHandler,
+        settings: ChannelSettings,
+        *,
+        task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        port, inbox = self.wire.listen(self.host, self.port, self.node_id)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(Address((self.host,), port))
+                async for incoming in inbox:
+                    nursery.start_soon(self._accept, incoming, handler, settings)
+        finally:
+            self.wire.close(self.host, port)
+
+    async def _accept(
+        self, incoming: _Incoming, handler: ChannelHandler, settings: ChannelSettings
+    ) -> None:
+        stream: trio.abc.Stream = incoming.stream
+        node_id = incoming.node_id
+        if self.tls:
+            try:
+                stream, node_id = await secure_stream(
+                    incoming.stream,
+                    self.server_context,
+                    server_side=True,
+                    timeout_s=settings.timeouts.handshake,
+                )
+            except HandshakeError as exc:
+                log.warning("handshake_refused", peer=incoming.address, reason=str(exc))
+                await trio.aclose_forcefully(incoming.stream)
+                return
+        channel = settings.channel(stream, Role.RESPONDER, node_id, incoming.address)
+        await run_handler(handler, channel)
+
+    async def dial(
+        self,
+        host: str,
+        port: int,
+        settings: ChannelSettings,
+        *,
+        deadline: float,
+        expected_node_id: str | None = None,
+    ) -> MessageChannel:
+        address = f"{host}:{port}"
+        ours, theirs = self.wire.stream_pair(self.host, host)
+        try:
+            listener_id = self.wire.connect(host, port, _Incoming(theirs, self.node_id, self.host))
+        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, f"{address}: connection refused"
+            ) from None
+        stream: trio.abc.Stream
+        try:
+            if self.tls:
+                stream, node_id = await secure_stream(
+                    ours,
+                    self.client_context,
+                    server_side=False,
+                    timeout_s=max(deadline - trio.current_time(), 0.0),
+                    expected_node_id=expected_node_id,
+                )
+            else:
+                stream, node_id = ours, listener_id
+                if expected_node_id is not None and node_id != expected_node_id:
+                    raise HandshakeError(
+                        f"peer is node {node_id[:16]}…, expected {expected_node_id[:16]}…"
+                    )
+        except HandshakeError as exc:
+            await trio.aclose_forcefully(ours)
+            raise HandshakeError(f"{address}: {exc}") from None
+        except BaseException:
+            await trio.aclose_forcefully(ours)
+            raise
+        return settings.channel(stream, Role.INITIATOR, node_id, address)

@@ -1,0 +1,116 @@
+"""The network seam: how a node accepts and opens authenticated channels.
+
+A node never opens sockets itself; it is handed a :class:`Network`.  The
+daemon's is :class:`~gossipfl.transport.tcp.TcpNetwork` (TCP + TLS 1.3);
+tests and the simulator use
+:class:`~gossipfl.transport.memory.MemoryNetwork` (trio memory streams,
+with the same TLS handshake by default).  Both hand out
+:class:`MessageChannel` objects that carry the peer's authenticated node id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+import trio
+
+from gossipfl.protocol import Role, Session
+from gossipfl.transport.channel import MessageChannel, PeerError, Timeouts, Traffic
+
+log = structlog.get_logger("gossipfl.transport")
+ChannelHandler = Callable[[MessageChannel], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """What every channel of one node shares."""
+
+    timeouts: Timeouts
+    max_frame_bytes: int
+    traffic: Traffic = field(default_factory=Traffic)
+
+    def channel(
+        self, stream: trio.abc.Stream, role: Role, node_id: str, address: str
+    ) -> MessageChannel:
+        return MessageChannel(
+            stream,
+            Session(role, self.max_frame_bytes),
+            peer_label(node_id, address),
+            self.timeouts,
+            node_id=node_id,
+            traffic=self.traffic,
+        )
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where peers reach a listening node: the hosts to announce (most
+    preferred first) and the port."""
+
+    hosts: tuple[str, ...]
+    port: int
+
+
+def peer_label(node_id: str, address: str) -> str:
+    """How logs name an authenticated peer: short node id and address."""
+    return f"{node_id[:12]}@{address}"
+
+
+class Network(Protocol):
+    """Listens for and dials authenticated message channels."""
+
+    async def serve(
+        self,
+        handler: ChannelHandler,
+        settings: ChannelSettings,
+        *,
+        task_status: trio.TaskStatus[Address],
+    ) -> None:
+        """Accept connections until cancelled.
+
+        Reports the :class:`Address` peers should dial through
+        ``task_status`` once accepting.  Each connection that authenticates
+        becomes a responder channel, handed to ``handler`` in a task of its
+        own; a failed handshake is logged with the remote address and
+        closes that connection only.  Whatever ``handler`` raises is logged
+        and ends that connection only (see :func:`run_handler`): it never
+        reaches the caller.  Raises ``OSError`` if it cannot listen at all.
+        """
+        ...
+
+    async def dial(
+        self,
+        host: str,
+        port: int,
+        settings: ChannelSettings,
+        *,
+        deadline: float,
+        expected_node_id: str | None = None,
+    ) -> MessageChannel:
+        """Connect to ``host:port`` and authenticate by ``deadline`` (trio
+        time); the peer must be ``expected_node_id`` when given.
+
+        Returns an initiator channel.  Raises
+        :class:`~gossipfl.transport.tls.HandshakeError` (timeout, failed
+        handshake, wrong node id) or ``OSError`` (refused, unreachable),
+        both naming the address.  Cancellation leaves nothing open.
+        """
+        ...
+
+
+async def run_handler(handler: ChannelHandler, channel: MessageChannel) -> None:
+    """Run ``handler`` on one accepted channel so that nothing it raises
+    can escape: a :class:`PeerError` was logged where it arose; anything
+    else is a bug on our side, logged with its traceback and the peer.
+    Either way only this connection ends."""
+    try:
+        await handler(channel)
+    except PeerError:
+        pass
+    except Exception:
+        log.error("connection_handler_failed", peer=channel.peer, exc_info=True)
+    finally:
+        await channel.aclose()

@@ -1,0 +1,396 @@
+"""The production node in process, in virtual time: exchanges stay correct
+when partners stall, vanish, lie about their config, or leave connections
+idle; committed merges are never lost; nothing one peer does stops the
+node.  Each test names the defect it guards against."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, MutableMapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+import structlog.testing
+import trio
+import trio.testing
+
+from gossipfl.compress import encode_indices, encode_values
+from gossipfl.node.config import ConfigError
+from gossipfl.node.engine import GossipNode
+from gossipfl.node.partner import Participant, greet, respond
+from gossipfl.protocol import (
+    Busy,
+    Bye,
+    Exchange,
+    ExchangeCommit,
+    ExchangeReply,
+    Hello,
+    Model,
+    ModelRequest,
+    encode_message,
+    frame,
+)
+from gossipfl.topology.discovery import DiscoveryHub
+from gossipfl.transport import MemoryWire, MessageChannel, NodeIdentity, PeerError
+from tests.inprocess import Member, RecordingHost, make_node
+from tests.swarm_fixtures import Swarm, model_and_terms, tls_pair
+
+DIM = 64
+
+
+@asynccontextmanager
+async def running(*nodes: GossipNode) -> AsyncIterator[trio.Nursery]:
+    """Run ``nodes`` for the block; stop them (final checkpoint, byes) after.
+    They start a few ms apart, as real nodes do: nodes started in the same
+    virtual instant would finish every step together and find each other
+    busy every time."""
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+            await trio.sleep(0.0137)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+def _start(value: float) -> np.ndarray:
+    return np.full(DIM, value, dtype=np.float32)
+
+
+def _host(node: GossipNode) -> RecordingHost:
+    assert isinstance(node.trainer, RecordingHost)
+    return node.trainer
+
+
+def _events(logs: Sequence[MutableMapping[str, Any]], event: str) -> list[MutableMapping[str, Any]]:
+    return [entry for entry in logs if entry["event"] == event]
+
+
+def _ready(node: GossipNode) -> bool:
+    return node.model.ready
+
+
+async def _until_hung_up(channel: MessageChannel) -> None:
+    while True:
+        await channel.receive()
+
+
+async def test_a_message_out_of_place_cannot_stop_the_node(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: ``bye`` is legal before ``hello``, but the responder asserted
+    a hello; the AssertionError escaped the connection handler and stopped
+    the whole node (one such connection per daemon stopped a demo swarm)."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    attacker = Member(members[2], wire, hub)
+    with structlog.testing.capture_logs() as logs:
+        async with running(a, b):
+            await trio.sleep(2)
+            for message in (Bye("bye first"), ExchangeCommit(1), ModelRequest()):
+                channel = await attacker.dial(a)  # no hello
+                await channel.stream.send_all(frame(encode_message(message), 1 << 20))
+                with pytest.raises(PeerError):
+                    await _until_hung_up(channel)
+            before = a.counters.exchanges + a.counters.responded
+            await trio.sleep(2)
+            assert a.counters.exchanges + a.counters.responded > before + 10
+    reasons = [
+        str(e["reason"])
+        for e in _events(logs, "peer_refused") + _events(logs, "peer_closed")
+        if str(e["peer"]).startswith(members[2].node_id[:12])
+    ]
+    assert any("bye first" in r for r in reasons), reasons
+    assert any("unexpected exchange_commit in state start" in r for r in reasons), reasons
+    assert any("unexpected model_request in state start" in r for r in reasons), reasons
+
+
+async def test_a_partner_that_never_replies_stalls_training_only_for_the_exchange_deadline(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: the initiator waited for a reply under the 120 s idle timeout,
+    and training waits behind the exchange round: one half-open partner
+    froze a node's learning for minutes."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    silent = Member(members[1], wire, hub)
+
+    async def greet_then_say_nothing(channel: MessageChannel) -> None:
+        await channel.receive()
+        await channel.send(silent.terms(a).hello)
+        while await channel.stream.receive_some():
+            pass
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(a) as nursery:
+            await nursery.start(silent.serve, greet_then_say_nothing)
+            await trio.sleep(30)
+    assert a.counters.failed_exchanges >= 3
+    failures = _events(logs, "exchange_failed")
+    assert "sent no reply to exchange 1 within" in str(failures[0]["reason"])
+    started = _host(a).started
+    longest_pause = max(np.diff(started))
+    assert longest_pause < 3.0, longest_pause  # the deadline is ~2.2 s; the old wait was 120 s
+    assert len(started) > 30 / 3.0
+
+
+async def test_a_partner_that_never_commits_frees_the_slot_after_the_exchange_deadline(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: the responder held its one exchange slot until the commit
+    came, under the idle timeout: one member that never commits isolated a
+    node (busy to everyone, never initiating) for two minutes."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    staller = Member(members[2], wire, hub)
+    async with running(a, b):
+        await trio.sleep(2)
+        channel = await staller.dial(a, greet_with=a)
+        indices = np.arange(5, dtype=np.int64)
+        values = encode_values(np.zeros(5, dtype=np.float32))
+        await channel.send(Exchange(1, encode_indices(indices, DIM), values))
+        assert isinstance(await channel.receive(), ExchangeReply)
+        replied = trio.current_time()
+        assert a.model.busy()
+        while a.model.busy():
+            await trio.sleep(0.01)
+        assert trio.current_time() - replied < 3.0  # the deadline is ~2.1 s; it was 120 s
+        exchanges = a.counters.exchanges
+        await trio.sleep(1)
+        assert a.counters.exchanges > exchanges + 5  # gossiping with b again
+
+
+async def test_a_connection_the_partner_closed_for_idleness_does_not_fail_the_next_exchange(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: a responder closes a connection idle for ``idle_timeout_s``,
+    but the initiator reused its cached channel: the next exchange failed
+    and backed off a healthy peer (every peer contacted less often than
+    the idle timeout, i.e. exactly the slow peers that staleness forces)."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    gossip = {"idle_timeout_s": 1.0, "round_interval_s": 1.5}
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0), gossip=gossip)
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1), gossip=gossip)
+    async with running(a, b):
+        await trio.sleep(20)
+    for node in (a, b):
+        assert node.counters.exchanges >= 8
+        assert node.counters.failed_exchanges == 0
+        assert all(peer.failures == 0 for peer in node.table.all())
+
+
+async def test_merges_committed_while_training_are_kept_at_shutdown(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: responder merges waited for the next step boundary and were
+    neither applied nor saved at shutdown.  Here no trainer changes its
+    model, so exchanges must preserve the sum of the two models exactly as
+    in the final checkpoints, though ``a`` is stopped in the middle of a
+    10 s step during which ``b`` exchanged with it many times."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    start_a = np.linspace(-1, 1, DIM, dtype=np.float32)
+    start_b = np.linspace(3, 0, DIM, dtype=np.float32)
+    a = make_node(members[0], wire, hub, name="a", rate=0, step_cost_s=10, start_from=start_a)
+    b = make_node(members[1], wire, hub, name="b", rate=0, step_cost_s=0.1, start_from=start_b)
+    async with running(a, b):
+        await trio.sleep(25)
+        responded_in_last_step = a.counters.responded
+        await trio.sleep(0)
+    assert a.counters.steps == 2  # stopped inside its third step
+    assert responded_in_last_step > 20
+    saved_a, saved_b = a.store.load(a.checkpoint_identity), b.store.load(b.checkpoint_identity)
+    assert saved_a is not None
+    assert saved_b is not None
+    assert np.array_equal(saved_a.params, a.model.params)
+    np.testing.assert_allclose(saved_a.params + saved_b.params, start_a + start_b, atol=1e-5)
+    assert not np.allclose(saved_a.params, start_a)  # they did exchange
+
+
+async def test_a_fresh_node_answers_busy_until_its_join_pull_is_done(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: a fresh node answered exchanges from its initial weights
+    while it pulled a model, then threw its half of those merges away with
+    them (its partners had averaged toward weights that no longer exist)."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    server_identity, b_identity, c_identity = members[0], members[1], members[2]
+    pulled = np.linspace(5, 6, DIM, dtype=np.float32)
+    b = make_node(b_identity, wire, hub, name="b", start_from=_start(1))
+    c = make_node(c_identity, wire, hub, name="c")  # fresh: joins by pulling
+    server = Member(server_identity, wire, hub)  # sorts first: c pulls from it
+
+    async def slow_model_server(channel: MessageChannel) -> None:
+        await channel.receive()
+        await channel.send(server.terms(c).hello)
+        while True:
+            request = await channel.receive(deadline=trio.current_time() + 60)
+            if isinstance(request, Bye):
+                return
+            if isinstance(request, ModelRequest):
+                await trio.sleep(1.5)  # slow, but within the pull's deadline
+                await channel.send(Model(encode_values(pulled)))
+            else:
+                await channel.send(Busy(0.1))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, slow_model_server)
+        async with running(b, c):
+            await trio.sleep(1.2)
+            assert not _ready(c)  # still pulling
+            assert b.counters.busy > 5  # b asked c (and the server) and was told busy
+            assert c.counters.responded == 0
+            assert b.counters.exchanges == 0
+            await trio.sleep(2)
+            assert _ready(c)
+            assert b.counters.exchanges > 0  # now c answers
+        nursery.cancel_scope.cancel()
+    assert np.array_equal(_host(c).inputs[0], pulled)  # c trained first on the model it pulled
+
+
+async def test_a_lost_commit_is_a_half_merge_not_a_failure(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: when the commit could not be delivered after the initiator
+    had merged, the node counted a failed exchange and backed the peer off,
+    though its own model had moved."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    flaky = Member(members[1], wire, hub)
+
+    async def reply_then_hang_up(channel: MessageChannel) -> None:
+        await channel.receive()
+        await channel.send(flaky.terms(a).hello)
+        request = await channel.receive()
+        assert isinstance(request, Exchange)
+        count = a.compressor.resolve(request.indices, DIM, DIM).size
+        await channel.send(ExchangeReply(request.xid, encode_values(np.ones(count, np.float32))))
+        await channel.aclose()
+
+    async with running(a) as nursery:
+        await nursery.start(flaky.serve, reply_then_hang_up)
+        await trio.sleep(0.5)
+    assert a.counters.half_merges >= 1
+    assert a.counters.failed_exchanges == 0
+    peer = a.table.get(members[1].node_id)
+    assert peer is not None
+    assert peer.failures == 0
+
+
+async def test_training_between_reply_and_commit_stays_in_the_responders_residual(
+    swarm: Swarm, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: the responder zeroed the residual of the exchanged
+    coordinates when it merged, erasing training done after it replied,
+    which was never sent to anyone."""
+    a_channel, b_channel = await tls_pair(swarm.members[0], swarm.members[1])
+    a_model, a_terms = model_and_terms(swarm.members[0], seed=1)
+    b_model, b_terms = model_and_terms(swarm.members[1], seed=2)
+    indices = np.arange(0, 100, 2, dtype=np.int64)
+    trained = np.random.default_rng(3).standard_normal(b_model.dim).astype(np.float32)
+
+    async def initiator() -> None:
+        deadline = trio.current_time() + 10
+        await greet(a_channel, a_terms, deadline=deadline)
+        sent = encode_values(a_model.params[indices])
+        await a_channel.send(Exchange(1, encode_indices(indices, b_model.dim), sent))
+        assert isinstance(await a_channel.receive(), ExchangeReply)
+        before = b_model.params.copy()  # b finishes a training step now
+        b_model.trained(before, before + trained)
+        await a_channel.send(ExchangeCommit(1))
+        await a_channel.send(Bye("done"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(respond, b_channel, Participant(b_model, b_terms))
+        await initiator()
+    np.testing.assert_allclose(b_model.residual[indices], trained[indices], atol=1e-6)
+
+
+async def test_a_value_dtype_mismatch_is_refused_at_hello_on_both_sides(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: a float16 node and a float32 node greeted each other, then
+    failed every exchange, each blaming the other with "bad exchange"."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(
+        members[1], wire, hub, name="b", start_from=_start(1), gossip={"value_dtype": "float16"}
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with running(a, b):
+            await trio.sleep(5)
+    assert a.counters.exchanges == b.counters.exchanges == 0
+    refusals = [str(e["reason"]) for e in _events(logs, "peer_refused")]
+    assert any("refused at hello: value_dtype differs" in r for r in refusals), refusals
+    assert any("refused us at hello: value_dtype differs" in r for r in refusals), refusals
+    assert not any("bad exchange" in r for r in refusals)
+
+
+async def test_a_compressor_with_other_wire_parameters_is_refused_at_hello(
+    swarm: Swarm, autojump_clock: trio.testing.MockClock
+) -> None:
+    a_channel, b_channel = await tls_pair(swarm.members[0], swarm.members[1])
+    _, a_terms = model_and_terms(swarm.members[0])
+    b_model, b_terms = model_and_terms(swarm.members[1])
+    other: Hello = dataclasses.replace(a_terms.hello, compressor="topk-ef(bits=4)")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_expect_peer_error, respond(b_channel, Participant(b_model, b_terms)))
+        reason = r"compressor differs: peer has 'topk-ef\(bits=4\)', we have 'topk-ef'"
+        with pytest.raises(PeerError, match=reason):
+            await greet(a_channel, dataclasses.replace(a_terms, hello=other), deadline=10)
+
+
+async def _expect_peer_error(call: object) -> None:
+    with pytest.raises(PeerError):
+        await call  # type: ignore[misc]
+
+
+def test_a_simulator_only_selector_in_a_node_config_is_a_config_error(
+    members: list[NodeIdentity],
+) -> None:
+    """Defect: ``selector = "oracle-matching"`` loaded, and the node crashed
+    in its first round (the oracle cannot rank peers on its own)."""
+    with pytest.raises(ConfigError, match=r"\[gossip\] selector = 'oracle-matching' is a simul"):
+        make_node(
+            members[0],
+            MemoryWire(),
+            DiscoveryHub(),
+            name="a",
+            gossip={"selector": "oracle-matching"},
+        )
+
+
+def test_a_frame_limit_below_what_the_model_needs_is_a_config_error(
+    members: list[NodeIdentity],
+) -> None:
+    with pytest.raises(ConfigError, match=r"max_frame_bytes = 1000 is below the \d+ bytes"):
+        make_node(
+            members[0], MemoryWire(), DiscoveryHub(), name="a", gossip={"max_frame_bytes": 1000}
+        )
+
+
+@pytest.mark.parametrize("compressor", ["topk-ef", "dense"])
+async def test_an_exchange_of_every_coordinate_fits_the_nodes_own_frame_limit(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock, compressor: str
+) -> None:
+    """Defect: top-k at density ~1 with a model over 512k coordinates needs
+    a 4.125 x dim-byte frame (bitmap + values); the default limit was
+    4 x dim + 64 KiB, and the LocalProtocolError crashed the node."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    dim = 600_000
+    gossip = {"compressor": compressor, "density": 1.0}
+    nodes = [
+        make_node(
+            m, wire, hub, name=n, dim=dim, target=t, step_cost_s=1.0, gossip=gossip, tls=False
+        )
+        for m, n, t in ((members[0], "a", 0.0), (members[1], "b", 1.0))
+    ]
+    with structlog.testing.capture_logs() as logs:
+        async with running(*nodes):
+            await trio.sleep(4)
+    assert not _events(logs, "exchange_error")
+    for node in nodes:
+        assert node.counters.exchanges >= 2
+        assert node.counters.failed_exchanges == 0
