@@ -60,18 +60,22 @@ class DriftTrainer:
 
 
 class RecordingHost(InlineTrainerHost):
-    """An inline host that remembers when each training run started and
-    the model it started from."""
+    """An inline host that remembers when each training run started, the
+    model it started from, and the sum of the changes of the runs that
+    finished."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, trainer: DriftTrainer, *, step_cost_s: float) -> None:
+        super().__init__(trainer, step_cost_s=step_cost_s)
         self.started: list[float] = []
         self.inputs: list[Floats] = []
+        self.change = np.zeros_like(trainer.params, dtype=np.float64)
 
     async def train(self, params: Floats, steps: int) -> tuple[Metrics, Floats]:
         self.started.append(trio.current_time())
         self.inputs.append(params.copy())
-        return await super().train(params, steps)
+        metrics, after = await super().train(params, steps)
+        self.change += after.astype(np.float64) - params
+        return metrics, after
 
 
 def make_node(

@@ -22,6 +22,7 @@ import pytest
 import trio
 
 from gossipfl.compress import encode_indices
+from gossipfl.node.checkpoint import read_counters
 from gossipfl.node.config import load_config
 from gossipfl.node.demo import DEMO_GOSSIP, DEMO_TRAINER_OPTIONS, LocalSwarm
 from gossipfl.node.model import model_hash
@@ -127,8 +128,7 @@ def test_kill_9_then_restart_resumes_from_the_checkpoint(swarm: LocalSwarm) -> N
     swarm.signal(1, signal.SIGKILL)
     swarm.wait(1)
     checkpointed, _ = swarm.evaluate(1)
-    with np.load(swarm.state_dir(1) / "checkpoint.npz") as archive:
-        before = json.loads(archive["meta"].tobytes())["counters"]["exchanges"]
+    before = read_counters(swarm.state_dir(1))["exchanges"]
     assert checkpointed > initial + 0.2
     swarm.start(1)
     wait_for("the restarted node to answer", lambda: swarm.status(1) is not None)
@@ -149,8 +149,7 @@ def test_sigterm_checkpoints_and_leaves_mdns(swarm: LocalSwarm) -> None:
     swarm.signal(1, signal.SIGTERM)
     assert swarm.wait(1) == 0
     final = _events(swarm, 1, "node_stopped")[-1]
-    with np.load(swarm.state_dir(1) / "checkpoint.npz") as archive:
-        assert json.loads(archive["meta"].tobytes())["counters"]["exchanges"] == final["exchanges"]
+    assert read_counters(swarm.state_dir(1))["exchanges"] == final["exchanges"]
     assert not (swarm.state_dir(1) / "control.sock").exists()
     wait_for("node0 to see node1 leave", lambda: bool(_events(swarm, 0, "peer_left")), timeout=15)
 

@@ -9,12 +9,14 @@ import secrets
 import signal
 import subprocess
 import sys
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
+from gossipfl.topology.addresses import announced_hosts, choose_address
 from gossipfl.topology.discovery import (
     Announcement,
     DiscoveryHub,
@@ -26,6 +28,7 @@ from gossipfl.topology.discovery import (
     parse_announcement,
     unbounded_channel,
 )
+from gossipfl.topology.mdns import MdnsDiscovery
 
 SWARM = "1" * 32
 PEER_SCRIPT = Path(__file__).with_name("mdns_peer.py")
@@ -183,3 +186,62 @@ async def test_separate_processes_find_each_other_over_mdns_and_see_a_leave() ->
     finally:
         for peer in peers:
             peer.stop()
+
+
+# -- addresses: what a node announces, which announced address a peer dials ----------
+
+LAN = IPv4Interface("192.168.1.20/24")
+BRIDGE = IPv4Interface("172.17.0.1/16")  # a container bridge: same address on many hosts
+LOOPBACK = IPv4Interface("127.0.0.1/8")
+
+
+@pytest.mark.parametrize(
+    ("listen", "advertise", "mdns_interfaces", "expected"),
+    [
+        # The default config: every interface, mDNS on all of them.  Announcing
+        # 127.0.0.1 here made every peer on another host dial its own loopback.
+        ("0.0.0.0", "", [], ("192.168.1.20", "172.17.0.1")),
+        ("0.0.0.0", "", ["192.168.1.20"], ("192.168.1.20",)),
+        ("0.0.0.0", "203.0.113.7", [], ("203.0.113.7",)),  # behind NAT: the operator says
+        ("10.0.0.5", "", [], ("10.0.0.5",)),  # bound to one address
+        ("127.0.0.1", "", ["127.0.0.1"], ("127.0.0.1",)),  # a single-host swarm
+    ],
+)
+def test_a_node_announces_addresses_its_peers_can_reach(
+    listen: str, advertise: str, mdns_interfaces: list[str], expected: tuple[str, ...]
+) -> None:
+    local = [LOOPBACK, LAN, BRIDGE]
+    assert announced_hosts(listen, advertise, mdns_interfaces, local) == expected
+    if listen == "0.0.0.0" and not advertise and not mdns_interfaces:
+        assert "127.0.0.1" not in announced_hosts(listen, advertise, mdns_interfaces, local)
+
+
+def test_a_host_with_only_loopback_announces_loopback() -> None:
+    assert announced_hosts("0.0.0.0", "", [], [LOOPBACK]) == ("127.0.0.1",)
+
+
+@pytest.mark.parametrize(
+    ("announced", "expected"),
+    [
+        (["172.17.0.1", "192.168.1.31"], "192.168.1.31"),  # our network, not the bridge
+        (["10.9.9.9", "192.168.1.31"], "192.168.1.31"),
+        (["10.9.9.9"], "10.9.9.9"),  # routed: the only choice
+        (["192.168.1.20"], "192.168.1.20"),  # a peer on this very host
+        (["127.0.0.1"], "127.0.0.1"),  # a peer on this host, bound to loopback
+        (["127.0.0.1", "10.9.9.9"], "10.9.9.9"),
+        (["not an address"], None),
+        ([], None),
+    ],
+)
+def test_a_peer_is_dialled_on_the_announced_address_it_shares_a_network_with(
+    announced: list[str], expected: str | None
+) -> None:
+    assert choose_address(announced, [LOOPBACK, LAN, BRIDGE]) == expected
+
+
+def test_mdns_registers_every_announced_address() -> None:
+    own = Announcement("a" * 64, SWARM, 1, "192.168.1.20", 7000)
+    discovery = MdnsDiscovery(own, hosts=("192.168.1.20", "10.8.0.2"), local=[LAN])
+    info = discovery.service_info()
+    assert info.parsed_addresses() == ["192.168.1.20", "10.8.0.2"]
+    assert info.port == 7000

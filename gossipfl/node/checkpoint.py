@@ -132,6 +132,21 @@ def load_checkpoint(state_dir: Path, expected: Identity) -> Checkpoint | None:
     )
 
 
+def read_counters(state_dir: Path) -> dict[str, int]:
+    """The counters saved in ``state_dir``'s checkpoint (not verified
+    against the arrays: for reports, not for restoring)."""
+    path = state_dir / FILENAME
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta: dict[str, Any] = json.loads(archive["meta"].tobytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint in {state_dir} ({FILENAME} missing)") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt ({type(exc).__name__}: {exc})") from None
+    counters = meta.get("counters", {})
+    return {str(k): int(v) for k, v in counters.items()} if isinstance(counters, dict) else {}
+
+
 def read_params(state_dir: Path) -> npt.NDArray[np.float32]:
     """The model in ``state_dir``'s checkpoint, checksum-verified, for export."""
     path = state_dir / FILENAME

@@ -9,6 +9,7 @@ trainer trained alone on the same data for the same number of steps.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import signal
 import subprocess
 import sys
@@ -18,19 +19,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from gossipfl.node.checkpoint import read_params
+from gossipfl.node.checkpoint import read_counters, read_params
 from gossipfl.node.config import load_config
 from gossipfl.node.run import build_trainer
 from gossipfl.node.scaffold import scaffold_swarm
 from gossipfl.node.state import read_status
 
+_PR_SET_PDEATHSIG = 1
 DEMO_TRAINER_OPTIONS = {"partition": "dirichlet", "alpha": 0.5}
 DEMO_GOSSIP = {"density": 0.1, "local_steps": 1, "round_interval_s": 0.005}
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the process
+    that started us dies, however it dies (even ``kill -9``), so that no
+    daemon outlives its demo or test."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -63,6 +73,7 @@ class LocalSwarm:
                 stdout=log,
                 stderr=log,
                 env=self.env,
+                preexec_fn=_stop_with_parent,
             )
 
     def status(self, i: int) -> dict[str, Any] | None:
@@ -86,11 +97,23 @@ class LocalSwarm:
             process.kill()
             return process.wait()
 
-    def stop(self) -> None:
+    def stop(self) -> list[int | None]:
+        """SIGTERM every daemon and wait for it; returns their exit codes."""
         for i in range(len(self.processes)):
             self.signal(i, signal.SIGTERM)
-        for i in range(len(self.processes)):
-            self.wait(i)
+        return [self.wait(i) for i in range(len(self.processes))]
+
+    def first_dead(self, codes: list[int | None] | None = None) -> DaemonDied | None:
+        """The first daemon that has exited with an error (or, before
+        :meth:`stop`, exited at all), with the end of its log."""
+        for i, process in enumerate(self.processes):
+            code = process.poll() if process is not None else None
+            if codes is not None:
+                code = codes[i] if codes[i] != 0 else None
+            if code is not None:
+                lines = self.log_path(i).read_text(errors="replace").splitlines()
+                return DaemonDied(f"node{i}", code, lines[-15:])
+        return None
 
     def evaluate(self, i: int) -> tuple[float, int]:
         """Accuracy of node ``i``'s checkpointed model, and its local steps."""
@@ -100,11 +123,7 @@ class LocalSwarm:
         return trainer.evaluate()["accuracy"], self._steps(i)
 
     def _steps(self, i: int) -> int:
-        import json
-
-        with np.load(self.state_dir(i) / "checkpoint.npz", allow_pickle=False) as archive:
-            meta = json.loads(archive["meta"].tobytes())
-        return int(meta["counters"].get("steps", 0))
+        return read_counters(self.state_dir(i)).get("steps", 0)
 
     def local_only(self, i: int, steps: int) -> float:
         """The same trainer on the same shard, trained alone for ``steps``."""
@@ -140,13 +159,41 @@ def _live_table(
     return table
 
 
+class Stopped(BaseException):
+    """The demo was told to stop (SIGTERM, as ``timeout``, a supervisor or
+    a CI runner sends it).  Like KeyboardInterrupt, no ``except Exception``
+    may swallow it."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+@dataclass(frozen=True)
+class DaemonDied:
+    node: str
+    code: int
+    log_tail: list[str]
+
+
 def run_demo(peers: int = 4, duration: float = 60.0, root: Path | None = None) -> int:
     console = Console()
     root = root or Path(tempfile.mkdtemp(prefix="gossipfl-demo-"))
     console.print(f"creating a swarm of {peers} nodes in {root} …")
     swarm = LocalSwarm.create(root, peers, trainer_options=DEMO_TRAINER_OPTIONS, gossip=DEMO_GOSSIP)
+    return demo_swarm(swarm, duration, console)
+
+
+def demo_swarm(swarm: LocalSwarm, duration: float, console: Console) -> int:
+    """Run ``swarm``'s daemons for ``duration`` seconds with a live table,
+    then print the summary.  Returns the exit code: 0 only if every daemon
+    ran to the end and beat training alone; 1 if a daemon died (named, with
+    the end of its log) or one did not beat training alone; 130 on Ctrl-C
+    and 143 on SIGTERM, after stopping every daemon either way."""
+    peers = len(swarm.configs)
     statuses: list[dict[str, Any] | None] = [None] * peers
-    interrupted = False
+    died: DaemonDied | None = None
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
         swarm.start()
         # Wall clock on purpose: this loop supervises real processes for a
@@ -155,23 +202,31 @@ def run_demo(peers: int = 4, duration: float = 60.0, root: Path | None = None) -
         with Live(
             _live_table(swarm, statuses, duration), console=console, refresh_per_second=2
         ) as live:
-            while (left := end - time.monotonic()) > 0:
+            while (left := end - time.monotonic()) > 0 and died is None:
                 time.sleep(min(1.0, left))
                 for i in range(peers):
                     statuses[i] = swarm.status(i) or statuses[i]
                 live.update(_live_table(swarm, statuses, max(0.0, end - time.monotonic())))
-                if any(p is not None and p.poll() is not None for p in swarm.processes):
-                    console.print("[red]a daemon exited early; see its node.log[/red]")
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
+                died = swarm.first_dead()
+    except (KeyboardInterrupt, Stopped) as exc:
         console.print("stopping the daemons (each writes a final checkpoint) …")
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt, Stopped):
             swarm.stop()
-    if interrupted:
-        console.print(f"interrupted; state and logs are in {root}")
-        return 130
+        console.print(f"interrupted; state and logs are in {swarm.root}")
+        return 143 if isinstance(exc, Stopped) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print("stopping the daemons (each writes a final checkpoint) …")
+    codes = swarm.stop()
+    died = died or swarm.first_dead(codes)
+    if died is not None:
+        console.print(
+            f"[red]{died.node} exited with code {died.code} before the demo ended; "
+            f"the end of its log ({swarm.root}/{died.node}/node.log):[/red]"
+        )
+        for line in died.log_tail:
+            console.print(line, markup=False, highlight=False)
+        return 1
     return _summary(console, swarm, statuses)
 
 
