@@ -29,7 +29,8 @@ test-all: lint
 bench: $(STAMP)
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/transport.py
-	$(BIN)/python bench/selectors.py
+	$(BIN)/python bench/partner_selection.py
+	$(BIN)/python bench/swarm.py
 	$(BIN)/python bench/algorithm.py
 
 demo: $(STAMP)

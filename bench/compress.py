@@ -5,7 +5,7 @@ selecting S (top-k of |residual|), encoding S and the values, and decoding
 them, next to the time of a plain numpy copy of the same vector measured in
 the same run; and the index bytes next to the entropy bound log2(C(n,k))/8.
 
-    python bench/compress.py [--repeats 15] [--json rows.json]
+    python bench/compress.py [--repeats 15] [--quick] [--json rows.json]
 """
 
 from __future__ import annotations
@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--densities", nargs="+", type=float, default=[0.01, 0.001])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run that only shows the bench works"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.dims, args.densities, args.repeats = [100_000], [0.01], 3
     rng = np.random.default_rng(0)
     rows = [measure(d, p, args.repeats, rng) for d in args.dims for p in args.densities]
     write_json(args.json, rows)

@@ -6,7 +6,7 @@ plain TCP with the same framing, measured in the same run; and the median
 time of a TCP connect + TLS handshake.  The sending peer runs in its own
 process, as a real partner would.
 
-    python bench/transport.py [--repeats 5] [--json rows.json]
+    python bench/transport.py [--repeats 5] [--quick] [--json rows.json]
 """
 
 from __future__ import annotations
@@ -138,11 +138,14 @@ async def _handshake_ms(port: int, ctx: ssl.SSLContext) -> float:
     return elapsed * 1e3
 
 
+SIZES = ((1, 40), (20, 4))  # MiB per message, messages per measurement
+
+
 async def _measure(
-    ports: dict[str, int], ctx: ssl.SSLContext, repeats: int
+    ports: dict[str, int], ctx: ssl.SSLContext, repeats: int, sizes: tuple[tuple[int, int], ...]
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for size_mib, count in ((1, 40), (20, 4)):
+    for size_mib, count in sizes:
         size = size_mib * MIB
         raw = [await _throughput(ports["raw"], None, size, count) for _ in range(repeats)]
         enc = [await _throughput(ports["tls"], ctx, size, count) for _ in range(repeats)]
@@ -161,7 +164,7 @@ async def _measure(
     return rows
 
 
-def _run(repeats: int) -> list[dict[str, Any]]:
+def _run(repeats: int, sizes: tuple[tuple[int, int], ...] = SIZES) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         client, _ = _identities(Path(tmp))
         receive_end, send_end = multiprocessing.Pipe(duplex=False)
@@ -172,7 +175,7 @@ def _run(repeats: int) -> list[dict[str, Any]]:
         try:
             ports = receive_end.recv()
             ctx = tls_context(client, server_side=False)
-            return trio.run(_measure, ports, ctx, repeats)
+            return trio.run(_measure, ports, ctx, repeats, sizes)
         finally:
             server.kill()
             server.join()
@@ -184,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run that only shows the bench works"
+    )
     args = parser.parse_args(argv)
-    rows = _run(args.repeats)
+    if args.quick:
+        args.repeats = 1
+    rows = _run(args.repeats, ((1, 4),) if args.quick else SIZES)
     write_json(args.json, rows)
     print_table(
         f"message channel on loopback, median of {args.repeats}",

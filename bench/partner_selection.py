@@ -11,28 +11,25 @@ Prints the mean bandwidth of the links chosen, its ratio to the oracle's in
 the same run, and the worst staleness: the most rounds any node went
 without contact with any one live peer.
 
-    python bench/selectors.py [--peers 64] [--rounds 1000] [--json rows.json]
+    python bench/partner_selection.py [--peers 64] [--rounds 1000] [--quick] [--json FILE]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from typing import Any
 
-# This file is named like the stdlib's `selectors`, which `socket` imports:
-# move the script's own folder from the front of sys.path to the back.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-from typing import Any  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-from _table import print_table, write_json  # noqa: E402
+from _table import print_table, write_json
 
-from gossipfl.topology.oracle import OracleMatching  # noqa: E402
-from gossipfl.topology.peers import PeerTable  # noqa: E402
-from gossipfl.topology.selectors import BandwidthAware, Selector, Uniform  # noqa: E402
+from gossipfl.topology.oracle import OracleMatching
+from gossipfl.topology.peers import PeerTable
+from gossipfl.topology.selectors import BandwidthAware, Selector, Uniform
 
 MBIT = 1e6 / 8  # bytes per second
 EXCHANGE_BYTES = 1_000_000
@@ -128,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-thres", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run that only shows the bench works"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.peers, args.rounds = 16, 100
     max_staleness = args.max_staleness or 3 * args.peers
     bandwidth = tiers(args.peers, np.random.default_rng(args.seed))
     rows = [{"selector": "oracle-matching", **run_oracle(bandwidth, args.rounds, args.t_thres)}]
