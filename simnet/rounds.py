@@ -4,8 +4,15 @@ with no networking and no clock.
 Every round each node trains ``local_steps`` steps, then a random perfect
 matching pairs the nodes and each pair runs one exchange through the real
 compressors and byte codecs.  It answers "does the algorithm learn, and at
-what cost in bytes" before any transport is involved; the virtual-time
-simulator answers the same with links and clocks.
+what cost in bytes" before any transport is involved.
+
+What it leaves out, on purpose: the node itself.  There is no protocol
+(no hello, busy, commit or bye), no clock, no network, no partner
+selection (a random perfect matching instead), no concurrency (nobody
+trains while answering), no failures, no late joiners.  Exchanges here
+always commit; both halves merge at once.  :mod:`simnet.swarm` runs the
+production node, with all of that, in virtual time; use it for anything
+about how the deployed system behaves.
 """
 
 from __future__ import annotations

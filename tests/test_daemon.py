@@ -89,6 +89,7 @@ def _json(line: str) -> dict[str, Any]:
     return parsed
 
 
+@pytest.mark.slow
 def test_three_daemons_find_each_other_and_beat_training_alone(swarm: LocalSwarm) -> None:
     swarm.start(0)
     swarm.start(1)
@@ -120,7 +121,7 @@ def test_kill_9_then_restart_resumes_from_the_checkpoint(swarm: LocalSwarm) -> N
     wait_for(
         "exchanges and a checkpoint",
         lambda: (
-            _status(swarm, 1)["counters"]["exchanges"] >= 200
+            _status(swarm, 1)["counters"]["exchanges"] >= 100
             and _status(swarm, 1)["counters"]["checkpoints"] >= 2
         ),
     )
@@ -134,7 +135,7 @@ def test_kill_9_then_restart_resumes_from_the_checkpoint(swarm: LocalSwarm) -> N
     wait_for("the restarted node to answer", lambda: swarm.status(1) is not None)
     assert _status(swarm, 1)["counters"]["exchanges"] >= before  # the counter continues
     assert _events(swarm, 1, "checkpoint_restored")
-    wait_for("more exchanges", lambda: _status(swarm, 1)["counters"]["exchanges"] > before + 50)
+    wait_for("more exchanges", lambda: _status(swarm, 1)["counters"]["exchanges"] > before + 20)
     wait_for("an evaluation", lambda: "accuracy" in _status(swarm, 1)["metrics"])
     assert _status(swarm, 1)["metrics"]["accuracy"] > initial + 0.2  # not back to the initial model
 

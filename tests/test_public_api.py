@@ -32,11 +32,7 @@ def test_trainer_spec_has_exactly_the_documented_fields() -> None:
 def _imports(package: Path) -> set[str]:
     found: set[str] = set()
     for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                found.add(node.module)
+        found |= _imports_of(path)
     return found
 
 
@@ -53,3 +49,35 @@ def test_protocol_does_no_io() -> None:
     imported = _imports(ROOT / "gossipfl" / "protocol")
     roots = {m.split(".")[0] for m in imported}
     assert not roots & {"trio", "socket", "ssl", "zeroconf", "asyncio"}
+
+
+def test_the_node_engine_knows_no_concrete_network_compute_or_state() -> None:
+    """One engine for daemon and simulation: what differs is injected, so the
+    engine imports no sockets, TLS, threads, mDNS or simulator."""
+    engine = ROOT / "gossipfl" / "node" / "engine.py"
+    imported = _imports_of(engine)
+    forbidden = {
+        "socket",
+        "ssl",
+        "threading",
+        "zeroconf",
+        "simnet",
+        "gossipfl.transport.tcp",
+        "gossipfl.transport.memory",
+        "gossipfl.topology.mdns",
+        "gossipfl.node.run",
+    }
+    assert not {m for m in imported if m.split(".")[0] in forbidden or m in forbidden}
+    source = engine.read_text()
+    for call in ("to_thread", "open_tcp", "time.time", "time.monotonic"):
+        assert call not in source, call
+
+
+def _imports_of(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found

@@ -33,7 +33,13 @@ class Selection:
 class Compressor(Protocol):
     """Chooses S and says how it travels.  Registered in the entry point group
     ``gossipfl.compressors``; the entry point is a class called with no
-    arguments.  Methods are pure and never block on IO."""
+    arguments.  Methods are pure and never block on IO.
+
+    Optional: a ``params`` string naming wire parameters both sides must
+    share (e.g. ``"bits=4"``).  ``hello`` carries ``name(params)``, and
+    peers whose strings differ are refused there, with the reason, instead
+    of failing every exchange.
+    """
 
     name: ClassVar[str]
 

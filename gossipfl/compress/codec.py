@@ -107,7 +107,13 @@ def leb128_decode(data: npt.NDArray[np.uint8], count: int, max_len: int) -> npt.
 
 
 def _uvarint(value: int) -> bytes:
-    return leb128_encode(np.array([value], dtype=np.uint64))
+    """One varint (headers): plain Python beats numpy for a single value."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _read_uvarint(blob: bytes, pos: int, what: str) -> tuple[int, int]:

@@ -1,1 +1,1 @@
-"""The daemon: config, trainer host, gossip loop, checkpoints, control, CLI."""
+"""The node: its engine and seams, config, checkpoints, the daemon, demo and CLI."""

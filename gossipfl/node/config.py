@@ -158,6 +158,7 @@ def _check(config: Config, where: str) -> None:
             "[gossip] timeouts must be > 0",
         ),
         (g.checkpoint_every_s > 0 and g.evaluate_every_s > 0, "[gossip] intervals must be > 0"),
+        (g.round_interval_s >= 0, "[gossip] round_interval_s must be >= 0"),
         (
             ":" in n.listen and n.listen.rsplit(":", 1)[1].isdigit(),
             "[node] listen must be host:port",

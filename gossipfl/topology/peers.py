@@ -5,6 +5,7 @@ node's gossip ``round`` where they matter; nothing reads a clock.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field, replace
 
 from gossipfl.topology.links import LinkEstimate
@@ -64,6 +65,7 @@ class PeerTable:
         self.own_id = own_id
         self.backoff = backoff or Backoff()
         self._peers: dict[str, Peer] = {}
+        self._order: list[str] = []  # node ids, sorted: live() is asked every round
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -79,7 +81,8 @@ class PeerTable:
 
     def live(self, now: float) -> list[Peer]:
         """Peers that may be contacted now, in a stable order (by node id)."""
-        return sorted((p for p in self._peers.values() if p.live(now)), key=lambda p: p.node_id)
+        peers = self._peers
+        return [peer for node_id in self._order if (peer := peers[node_id]).live(now)]
 
     def announced(
         self,
@@ -97,6 +100,7 @@ class PeerTable:
             return None
         old = self._peers.get(node_id)
         if old is None:
+            bisect.insort(self._order, node_id)
             peer = Peer(
                 node_id, host, port, swarm_id, protocol_version, now, now, first_round=round_
             )

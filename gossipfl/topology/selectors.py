@@ -109,6 +109,9 @@ class BandwidthAware:
         up to it is forced, earliest deadline first.  Peers slip only if
         more than ``max_staleness`` of them share one node.
         """
+        since = [p.rounds_since_contact(round_) for p in peers]
+        if self.max_staleness - max(since) - (len(peers) - 1) > 1:
+            return []  # even the stalest peer, served last, would be in time
         by_deadline = sorted(peers, key=lambda p: (-p.rounds_since_contact(round_), p.node_id))
         slack = [
             self.max_staleness - p.rounds_since_contact(round_) - i

@@ -13,7 +13,6 @@ is not misbehaviour.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -94,7 +93,6 @@ class MessageChannel:
         self.traffic = traffic if traffic is not None else Traffic()
         self.bytes_sent = 0
         self.bytes_received = 0
-        self.last_used = -math.inf  # trio time of the last message either way
         self._closed = False
 
     async def send(self, message: Message, *, deadline: float | None = None) -> None:
@@ -122,7 +120,6 @@ class MessageChannel:
             )
         self.bytes_sent += len(data)
         self.traffic.sent += len(data)
-        self.last_used = trio.current_time()
 
     async def receive(
         self, *, deadline: float | None = None, waiting_for: str = "a message"
@@ -162,7 +159,6 @@ class MessageChannel:
             except RemoteProtocolError as exc:
                 await self.reject(str(exc), went_away=self.session.peer_closed_cleanly)
             if message is not None:
-                self.last_used = trio.current_time()
                 return message
             if not started and self.session.receiving:
                 started, started_at = True, trio.current_time()
