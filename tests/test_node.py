@@ -171,15 +171,36 @@ async def test_a_connection_the_partner_closed_for_idleness_does_not_fail_the_ne
     and backed off a healthy peer (every peer contacted less often than
     the idle timeout, i.e. exactly the slow peers that staleness forces)."""
     wire, hub = MemoryWire(), DiscoveryHub()
-    gossip = {"idle_timeout_s": 1.0, "round_interval_s": 1.5}
+    gossip = {"round_interval_s": 1.5}
     a = make_node(members[0], wire, hub, name="a", start_from=_start(0), gossip=gossip)
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1), gossip=gossip)
+    # b hangs up idle connections after 1 s, long before a would reap its own
+    gossip_b = {**gossip, "idle_timeout_s": 1.0}
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1), gossip=gossip_b)
     async with running(a, b):
         await trio.sleep(20)
     for node in (a, b):
         assert node.counters.exchanges >= 8
         assert node.counters.failed_exchanges == 0
         assert all(peer.failures == 0 for peer in node.table.all())
+
+
+async def test_channels_left_idle_are_closed_by_the_side_that_dialled(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A channel we dialled and then left idle holds a socket after the
+    peer hung up its end; it is closed after the idle timeout."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    gossip = {"idle_timeout_s": 10.0, "round_interval_s": 60.0}
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0), gossip=gossip)
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1), gossip=gossip)
+    async with running(a, b):
+        await trio.sleep(1)
+        assert a.counters.exchanges == 1  # one round, then a long pause
+        assert len(a.channels) == 1
+        await trio.sleep(20)
+        assert not a.channels
+        assert not b.channels
+    assert a.counters.failed_exchanges == b.counters.failed_exchanges == 0
 
 
 async def test_merges_committed_while_training_are_kept_at_shutdown(

@@ -7,6 +7,7 @@ Relative paths are resolved against the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import types
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ class ConfigError(ValueError):
 class NodeSection:
     name: str = "gossipfl-node"
     state_dir: Path = Path("state")
-    listen: str = "0.0.0.0:7000"  # host:port; port 0 picks a free one
-    advertise_host: str = ""  # address peers should dial; default: listen host or 127.0.0.1
+    listen: str = "0.0.0.0:7000"  # IPv4 host:port; port 0 picks a free one
+    # The address peers should dial; default: the listen address, or when
+    # that is 0.0.0.0, the addresses of the interfaces mDNS runs on.
+    advertise_host: str = ""
     torch_threads: int = 1  # several daemons may share a small machine
 
 
@@ -170,6 +173,27 @@ def _check(config: Config, where: str) -> None:
         ),
         (config.log.format in ("json", "console"), "[log] format must be json or console"),
     ]
+    host = n.listen.rsplit(":", 1)[0]
+    rules.append(
+        (
+            _ipv4(host),
+            f"[node] listen host {host!r} must be an IPv4 address "
+            "(0.0.0.0 for every interface, 127.0.0.1 for this machine only)",
+        )
+    )
+    rules.append(
+        (
+            not n.advertise_host or _ipv4(n.advertise_host),
+            f"[node] advertise_host {n.advertise_host!r} must be an IPv4 address (or empty)",
+        )
+    )
+    for address in config.discovery.interfaces:
+        rules.append(
+            (
+                _ipv4(address),
+                f"[discovery] interfaces: {address!r} is not an IPv4 address of this host",
+            )
+        )
     for seed in config.discovery.seeds:
         rules.append(
             (
@@ -180,6 +204,14 @@ def _check(config: Config, where: str) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"{where}: {message}")
+
+
+def _ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
@@ -233,7 +265,7 @@ EXAMPLE = """\
 name = "node-1"
 state_dir = "state"            # model, residual, counters, control socket
 listen = "0.0.0.0:7000"        # host:port to accept peers on (port 0: any free port)
-advertise_host = ""            # address peers dial; default: the listen host
+advertise_host = ""            # address peers dial (NAT); default: see docs/operator.md
 torch_threads = 1              # per daemon; raise on a dedicated machine
 
 [swarm]

@@ -121,7 +121,9 @@ class GossipNode:
         self.participant = Participant(
             self.model, self._terms(0), link_of=self._link_of, merged=self._merged
         )
-        self.channels: dict[str, MessageChannel] = {}
+        self.channels: dict[str, MessageChannel] = {}  # ours (we dialled), by node id
+        self._used: dict[str, float] = {}  # when the gossip loop last took each one
+        self._using: str | None = None  # the one it holds now
         self.metrics: dict[str, float] = {}
         self.restored = False
         self.address: Address | None = None
@@ -245,6 +247,7 @@ class GossipNode:
                         await nursery.start(self.discovery(own).run, events_in)
                         nursery.start_soon(self._follow_discovery, events)
                     nursery.start_soon(self._checkpoint_loop)
+                    nursery.start_soon(self._reap_idle_channels)
                     await nursery.start(self.store.serve_status, self.status)
                     log.info(
                         "node_started",
@@ -294,15 +297,25 @@ class GossipNode:
                 )
             else:
                 self.table.withdrawn(event.node_id)
-                channel = self.channels.pop(event.node_id, None)
-                if channel is not None:
-                    await channel.aclose()
+                await self._drop_channel(event.node_id)
                 log.info("peer_left", peer=event.node_id[:12])
 
     async def _checkpoint_loop(self) -> None:
         while True:
             await trio.sleep(self.config.gossip.checkpoint_every_s)
             await self.checkpoint()
+
+    async def _reap_idle_channels(self) -> None:
+        """Close the channels we dialled that sat idle for the idle timeout:
+        the peer has hung up its end by then, and each holds a socket."""
+        idle = self.settings.timeouts.idle
+        while True:
+            await trio.sleep(idle / 2)
+            now = trio.current_time()
+            for node_id in list(self.channels):
+                if node_id != self._using and now - self._used.get(node_id, now) >= idle:
+                    self._used.pop(node_id, None)
+                    await self.channels.pop(node_id).say_bye(f"idle for {idle:g}s")
 
     async def probe(self, host: str, port: int) -> Announcement:
         """Who listens at ``host:port``: dial, exchange hellos, hang up.
@@ -342,12 +355,15 @@ class GossipNode:
             for peer in self.table.live(trio.current_time())[:CANDIDATES]:
                 seconds = self.deadlines.seconds(peer.link, _SMALL_MESSAGE, 4 * self.model.dim)
                 deadline = trio.current_time() + seconds
+                self._using = peer.node_id
                 try:
                     channel, _ = await self._channel(peer, deadline)
                     params = await pull_model(channel, self.model.dim, deadline=deadline)
                 except CONTACT_ERRORS as exc:
-                    await self._contact_failed(peer, str(exc))
+                    await self._contact_failed(peer, exc, self.deadlines.capped(seconds))
                     continue
+                finally:
+                    self._using = None
                 if params is not None:
                     self.model.replace(params)
                     log.info("model_pulled", peer=peer.node_id[:12])
@@ -390,7 +406,7 @@ class GossipNode:
                 round_end = now + seconds
             elif now + seconds > round_end:
                 break  # not enough of the round left for a whole exchange
-            if await self._exchange_with(peer, k, now + seconds):
+            if await self._exchange_with(peer, k, now + seconds, self.deadlines.capped(seconds)):
                 return
         if self.counters.busy > busy:
             # Partners were busy, most likely initiating too.  Nodes whose
@@ -415,9 +431,17 @@ class GossipNode:
         out = math.ceil(self.compressor.index_bytes(self.model.dim, k)) + values + _SMALL_MESSAGE
         return k, self.deadlines.seconds(peer.link, out, values + _SMALL_MESSAGE)
 
-    async def _exchange_with(self, peer: Peer, k: int, deadline: float) -> bool:
-        """One exchange with ``peer`` by ``deadline``; returns whether the
+    async def _exchange_with(self, peer: Peer, k: int, deadline: float, capped: bool) -> bool:
+        """One exchange with ``peer`` by ``deadline`` (``capped``: the
+        configured limit, not sized to the payload); returns whether the
         round is over (merged, half-merged, or a peer took our slot)."""
+        self._using = peer.node_id
+        try:
+            return await self._attempt_exchange(peer, k, deadline, capped)
+        finally:
+            self._using = None
+
+    async def _attempt_exchange(self, peer: Peer, k: int, deadline: float, capped: bool) -> bool:
         for attempt in (1, 2):
             reused = False
             try:
@@ -439,7 +463,7 @@ class GossipNode:
                     # failure of the peer.  Nothing merged; try a fresh one.
                     self.channels.pop(peer.node_id, None)
                     continue
-                await self._contact_failed(peer, str(exc))
+                await self._contact_failed(peer, exc, capped)
                 self.counters.failed_exchanges += 1
                 return False
             except Exception:  # a bug on our side: this peer's attempt only
@@ -465,7 +489,8 @@ class GossipNode:
             )
             if result.outcome is Outcome.HALF_MERGED:
                 self.counters.half_merges += 1
-                log.info("exchange_half_merged", peer=peer.node_id[:12], reason=result.reason)
+                # Our half landed, the peer's did not: mass is lost, once.
+                log.warning("exchange_half_merged", peer=peer.node_id[:12], reason=result.reason)
                 await self._drop_channel(peer.node_id)
             else:
                 self.counters.exchanges += 1
@@ -474,6 +499,7 @@ class GossipNode:
 
     async def _channel(self, peer: Peer, deadline: float) -> tuple[MessageChannel, bool]:
         """A greeted channel to ``peer``, and whether it was reused."""
+        self._used[peer.node_id] = trio.current_time()
         channel = self.channels.get(peer.node_id)
         if channel is not None and not channel.closed:
             return channel, True
@@ -493,12 +519,27 @@ class GossipNode:
         self.channels[peer.node_id] = channel
         return channel, False
 
-    async def _contact_failed(self, peer: Peer, reason: str) -> None:
-        log.warning("exchange_failed", peer=peer.node_id[:12], address=peer.address, reason=reason)
+    async def _contact_failed(self, peer: Peer, exc: Exception, capped: bool) -> None:
+        """Back the peer off and log why.  A :class:`PeerError` was already
+        logged, at its level, where it arose: this line only says which
+        contact it cost, so it is info; other failures (refused, unreachable,
+        handshake) are logged here only, as warnings."""
+        details: dict[str, Any] = {"peer": peer.node_id[:12], "address": peer.address}
+        details["reason"] = str(exc)
+        if capped and isinstance(exc, PeerError) and exc.timed_out:
+            details["hint"] = (
+                "this transfer may need longer than [gossip] exchange_timeout_s "
+                f"({self.deadlines.cap_s:g}s) on this link; raise it"
+            )
+        if isinstance(exc, PeerError):
+            log.info("exchange_failed", **details)
+        else:
+            log.warning("exchange_failed", **details)
         self.table.failed(peer.node_id, trio.current_time())
         await self._drop_channel(peer.node_id)
 
     async def _drop_channel(self, node_id: str) -> None:
+        self._used.pop(node_id, None)
         channel = self.channels.pop(node_id, None)
         if channel is not None:
             await channel.aclose()

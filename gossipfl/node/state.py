@@ -126,7 +126,12 @@ class FileStateStore:
         try:
             async with listener:
                 while True:
-                    stream = await listener.accept()
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:  # out of file descriptors, say: wait, go on
+                        log.warning("status_socket_error", reason=str(exc))
+                        await trio.sleep(0.1)
+                        continue
                     payload = json.dumps(asdict(status())).encode() + b"\n"
                     # A client that goes away early must not stop the node.
                     with trio.move_on_after(2), contextlib.suppress(trio.BrokenResourceError):

@@ -40,13 +40,17 @@ log = structlog.get_logger("gossipfl.transport")
 class PeerError(Exception):
     """The peer broke the protocol, stalled or went away.  The channel is
     closed; ``peer`` and ``reason`` say who and why.  ``went_away`` is set
-    when the peer closed, reset or said ``bye`` rather than misbehaved."""
+    when the peer closed, reset or said ``bye`` rather than misbehaved;
+    ``timed_out`` when a deadline ran out."""
 
-    def __init__(self, peer: str, reason: str, *, went_away: bool = False) -> None:
+    def __init__(
+        self, peer: str, reason: str, *, went_away: bool = False, timed_out: bool = False
+    ) -> None:
         super().__init__(f"peer {peer}: {reason}")
         self.peer = peer
         self.reason = reason
         self.went_away = went_away
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,9 @@ class MessageChannel:
                 for start in range(0, len(view), _WRITE_SIZE):
                     await self.stream.send_all(view[start : start + _WRITE_SIZE])
         except trio.TooSlowError:
-            await self.reject(f"did not take {message.TYPE} within {deadline - now:.3g}s")
+            await self.reject(
+                f"did not take {message.TYPE} within {deadline - now:.3g}s", timed_out=True
+            )
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             await self.reject(
                 f"connection lost while sending {message.TYPE} ({_cause(exc)})", went_away=True
@@ -137,7 +143,7 @@ class MessageChannel:
             deadline = now + self.timeouts.read
         message = await self._read(deadline, stretch=not explicit)
         if message is None:
-            await self.reject(f"sent no {waiting_for} within {deadline - now:.3g}s")
+            await self.reject(f"sent no {waiting_for} within {deadline - now:.3g}s", timed_out=True)
         return message
 
     async def next_request(self) -> Message | None:
@@ -172,7 +178,9 @@ class MessageChannel:
                 if not started:
                     return None
                 waited = trio.current_time() - started_at
-                await self.reject(f"stalled: message incomplete after {waited:.3g}s")
+                await self.reject(
+                    f"stalled: message incomplete after {waited:.3g}s", timed_out=True
+                )
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 await self.reject(f"connection lost ({_cause(exc)})", went_away=not started)
             self.bytes_received += len(data)
@@ -182,7 +190,9 @@ class MessageChannel:
             except RemoteProtocolError as exc:
                 await self.reject(str(exc))
 
-    async def reject(self, reason: str, *, went_away: bool = False) -> NoReturn:
+    async def reject(
+        self, reason: str, *, went_away: bool = False, timed_out: bool = False
+    ) -> NoReturn:
         """Log why the channel ends, close it, raise :class:`PeerError`.
         Misbehaviour is a warning; a peer that went away is only info."""
         if went_away:
@@ -190,7 +200,7 @@ class MessageChannel:
         else:
             log.warning("peer_refused", peer=self.peer, reason=reason)
         await self.aclose()
-        raise PeerError(self.peer, reason, went_away=went_away)
+        raise PeerError(self.peer, reason, went_away=went_away, timed_out=timed_out)
 
     async def say_bye(self, reason: str, *, within: float = 1.0) -> None:
         """Best effort: tell the peer why we hang up, then close."""

@@ -12,20 +12,23 @@ simulations).
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 from dataclasses import dataclass
 
-import structlog
 import trio
 import trio.testing
 
-from gossipfl.protocol import Role
 from gossipfl.transport.channel import MessageChannel
 from gossipfl.transport.identity import NodeIdentity
-from gossipfl.transport.network import Address, ChannelHandler, ChannelSettings, run_handler
-from gossipfl.transport.tls import HandshakeError, secure_stream, tls_context
-
-log = structlog.get_logger("gossipfl.transport")
+from gossipfl.transport.network import (
+    Address,
+    ChannelHandler,
+    ChannelSettings,
+    accept_channel,
+    dialled_channel,
+)
+from gossipfl.transport.tls import tls_context
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,8 @@ class MemoryNetwork:
         self.port = port
         self.node_id = identity.node_id
         self.tls = tls
-        if tls:
-            self.client_context = tls_context(identity, server_side=False)
-            self.server_context = tls_context(identity, server_side=True)
+        self.client_context = tls_context(identity, server_side=False) if tls else None
+        self.server_context = tls_context(identity, server_side=True) if tls else None
 
     async def serve(
         self,
@@ -119,29 +121,19 @@ class MemoryNetwork:
             async with trio.open_nursery() as nursery:
                 task_status.started(Address((self.host,), port))
                 async for incoming in inbox:
-                    nursery.start_soon(self._accept, incoming, handler, settings)
+                    nursery.start_soon(
+                        functools.partial(
+                            accept_channel,
+                            incoming.stream,
+                            incoming.address,
+                            settings,
+                            handler,
+                            context=self.server_context,
+                            node_id=incoming.node_id,
+                        )
+                    )
         finally:
             self.wire.close(self.host, port)
-
-    async def _accept(
-        self, incoming: _Incoming, handler: ChannelHandler, settings: ChannelSettings
-    ) -> None:
-        stream: trio.abc.Stream = incoming.stream
-        node_id = incoming.node_id
-        if self.tls:
-            try:
-                stream, node_id = await secure_stream(
-                    incoming.stream,
-                    self.server_context,
-                    server_side=True,
-                    timeout_s=settings.timeouts.handshake,
-                )
-            except HandshakeError as exc:
-                log.warning("handshake_refused", peer=incoming.address, reason=str(exc))
-                await trio.aclose_forcefully(incoming.stream)
-                return
-        channel = settings.channel(stream, Role.RESPONDER, node_id, incoming.address)
-        await run_handler(handler, channel)
 
     async def dial(
         self,
@@ -160,26 +152,12 @@ class MemoryNetwork:
             raise ConnectionRefusedError(
                 errno.ECONNREFUSED, f"{address}: connection refused"
             ) from None
-        stream: trio.abc.Stream
-        try:
-            if self.tls:
-                stream, node_id = await secure_stream(
-                    ours,
-                    self.client_context,
-                    server_side=False,
-                    timeout_s=max(deadline - trio.current_time(), 0.0),
-                    expected_node_id=expected_node_id,
-                )
-            else:
-                stream, node_id = ours, listener_id
-                if expected_node_id is not None and node_id != expected_node_id:
-                    raise HandshakeError(
-                        f"peer is node {node_id[:16]}…, expected {expected_node_id[:16]}…"
-                    )
-        except HandshakeError as exc:
-            await trio.aclose_forcefully(ours)
-            raise HandshakeError(f"{address}: {exc}") from None
-        except BaseException:
-            await trio.aclose_forcefully(ours)
-            raise
-        return settings.channel(stream, Role.INITIATOR, node_id, address)
+        return await dialled_channel(
+            ours,
+            address,
+            settings,
+            deadline=deadline,
+            expected_node_id=expected_node_id,
+            context=self.client_context,
+            node_id=listener_id,
+        )

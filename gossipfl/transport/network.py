@@ -10,6 +10,7 @@ with the same TLS handshake by default).  Both hand out
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,6 +20,7 @@ import trio
 
 from gossipfl.protocol import Role, Session
 from gossipfl.transport.channel import MessageChannel, PeerError, Timeouts, Traffic
+from gossipfl.transport.tls import HandshakeError, secure_stream
 
 log = structlog.get_logger("gossipfl.transport")
 ChannelHandler = Callable[[MessageChannel], Awaitable[None]]
@@ -99,6 +101,66 @@ class Network(Protocol):
         both naming the address.  Cancellation leaves nothing open.
         """
         ...
+
+
+async def accept_channel(
+    stream: trio.abc.Stream,
+    address: str,
+    settings: ChannelSettings,
+    handler: ChannelHandler,
+    *,
+    context: ssl.SSLContext | None = None,
+    node_id: str = "",
+) -> None:
+    """Serve one accepted connection: authenticate it (the TLS handshake
+    with ``context``; without one, ``node_id`` is what the network vouches
+    for), then :func:`run_handler` on its responder channel.  A failed
+    handshake is logged with ``address`` and closes this connection only."""
+    if context is not None:
+        try:
+            stream, node_id = await secure_stream(
+                stream, context, server_side=True, timeout_s=settings.timeouts.handshake
+            )
+        except HandshakeError as exc:
+            log.warning("handshake_refused", peer=address, reason=str(exc))
+            await trio.aclose_forcefully(stream)
+            return
+    await run_handler(handler, settings.channel(stream, Role.RESPONDER, node_id, address))
+
+
+async def dialled_channel(
+    stream: trio.abc.Stream,
+    address: str,
+    settings: ChannelSettings,
+    *,
+    deadline: float,
+    expected_node_id: str | None,
+    context: ssl.SSLContext | None = None,
+    node_id: str = "",
+) -> MessageChannel:
+    """The initiator channel over a connection we opened to ``address``:
+    authenticated by the TLS handshake with ``context`` by ``deadline``
+    (without one, ``node_id`` is what the network vouches for), and checked
+    against ``expected_node_id``.  On any failure the stream is closed;
+    :class:`HandshakeError` names the address."""
+    try:
+        if context is not None:
+            stream, node_id = await secure_stream(
+                stream,
+                context,
+                server_side=False,
+                timeout_s=max(deadline - trio.current_time(), 0.0),
+                expected_node_id=expected_node_id,
+            )
+        elif expected_node_id is not None and node_id != expected_node_id:
+            raise HandshakeError(f"peer is node {node_id[:16]}…, expected {expected_node_id[:16]}…")
+    except HandshakeError as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"{address}: {exc}") from None
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return settings.channel(stream, Role.INITIATOR, node_id, address)
 
 
 async def run_handler(handler: ChannelHandler, channel: MessageChannel) -> None:

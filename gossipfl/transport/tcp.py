@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import ssl
 
-import structlog
 import trio
 
-from gossipfl.protocol import Role
 from gossipfl.transport.channel import MessageChannel
 from gossipfl.transport.identity import NodeIdentity
-from gossipfl.transport.network import Address, ChannelHandler, ChannelSettings, run_handler
-from gossipfl.transport.tls import HandshakeError, secure_stream, tls_context
-
-log = structlog.get_logger("gossipfl.transport")
+from gossipfl.transport.network import (
+    Address,
+    ChannelHandler,
+    ChannelSettings,
+    accept_channel,
+    dialled_channel,
+)
+from gossipfl.transport.tls import HandshakeError, tls_context
 
 
 def _address(stream: trio.SocketStream) -> str:
@@ -56,20 +58,7 @@ class TcpNetwork:
         port: int = listeners[0].socket.getsockname()[1]
 
         async def accept(tcp: trio.SocketStream) -> None:
-            address = _address(tcp)
-            try:
-                stream, node_id = await secure_stream(
-                    tcp,
-                    self.server_context,
-                    server_side=True,
-                    timeout_s=settings.timeouts.handshake,
-                )
-            except HandshakeError as exc:
-                log.warning("handshake_refused", peer=address, reason=str(exc))
-                await trio.aclose_forcefully(tcp)
-                return
-            channel = settings.channel(stream, Role.RESPONDER, node_id, address)
-            await run_handler(handler, channel)
+            await accept_channel(tcp, _address(tcp), settings, handler, context=self.server_context)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, accept, listeners)
@@ -116,18 +105,11 @@ async def dial_tcp(
         raise HandshakeError(f"{address}: no TCP connection in time") from None
     except OSError as exc:
         raise OSError(exc.errno, f"{address}: {exc.strerror or exc}") from None
-    try:
-        stream, node_id = await secure_stream(
-            tcp,
-            context,
-            server_side=False,
-            timeout_s=max(deadline - trio.current_time(), 0.0),
-            expected_node_id=expected_node_id,
-        )
-    except HandshakeError as exc:
-        await trio.aclose_forcefully(tcp)
-        raise HandshakeError(f"{address}: {exc}") from None
-    except BaseException:
-        await trio.aclose_forcefully(tcp)
-        raise
-    return settings.channel(stream, Role.INITIATOR, node_id, address)
+    return await dialled_channel(
+        tcp,
+        address,
+        settings,
+        deadline=deadline,
+        expected_node_id=expected_node_id,
+        context=context,
+    )
