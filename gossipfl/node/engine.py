@@ -33,8 +33,10 @@ from gossipfl.node.checkpoint import Checkpoint, Identity
 from gossipfl.node.compute import TrainerHost
 from gossipfl.node.config import Config, ConfigError
 from gossipfl.node.deadlines import DeadlinePolicy
+from gossipfl.node.dialled import DialledChannels
 from gossipfl.node.model import ModelState, model_hash
 from gossipfl.node.partner import (
+    SMALL_MESSAGE,
     ExchangeTerms,
     Outcome,
     Participant,
@@ -67,7 +69,6 @@ JOIN_WAIT_S: Final = 3.0  # how long a fresh node waits for a peer to pull a mod
 CANDIDATES: Final = 3  # partners tried per round at most
 # What a failed contact looks like; anything else is a bug on our side.
 CONTACT_ERRORS: Final = (PeerError, HandshakeError, OSError)
-_SMALL_MESSAGE: Final = 64
 _FRAME_OVERHEAD: Final = 4096  # msgpack map, field names, xid: far less than this
 
 
@@ -121,9 +122,7 @@ class GossipNode:
         self.participant = Participant(
             self.model, self._terms(0), link_of=self._link_of, merged=self._merged
         )
-        self.channels: dict[str, MessageChannel] = {}  # ours (we dialled), by node id
-        self._used: dict[str, float] = {}  # when the gossip loop last took each one
-        self._using: str | None = None  # the one it holds now
+        self.channels = DialledChannels(network, self.settings, lambda: self.participant.terms)
         self.metrics: dict[str, float] = {}
         self.restored = False
         self.address: Address | None = None
@@ -247,7 +246,7 @@ class GossipNode:
                         await nursery.start(self.discovery(own).run, events_in)
                         nursery.start_soon(self._follow_discovery, events)
                     nursery.start_soon(self._checkpoint_loop)
-                    nursery.start_soon(self._reap_idle_channels)
+                    nursery.start_soon(self.channels.reap_idle)
                     await nursery.start(self.store.serve_status, self.status)
                     log.info(
                         "node_started",
@@ -260,9 +259,7 @@ class GossipNode:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.checkpoint()
-                    async with trio.open_nursery() as goodbyes:
-                        for channel in list(self.channels.values()):
-                            goodbyes.start_soon(channel.say_bye, "node stopping")
+                    await self.channels.say_goodbye("node stopping")
                     log.info("node_stopped", **asdict(self.counters))
 
     async def _serve_connection(self, channel: MessageChannel) -> None:
@@ -297,25 +294,13 @@ class GossipNode:
                 )
             else:
                 self.table.withdrawn(event.node_id)
-                await self._drop_channel(event.node_id)
+                await self.channels.drop(event.node_id)
                 log.info("peer_left", peer=event.node_id[:12])
 
     async def _checkpoint_loop(self) -> None:
         while True:
             await trio.sleep(self.config.gossip.checkpoint_every_s)
             await self.checkpoint()
-
-    async def _reap_idle_channels(self) -> None:
-        """Close the channels we dialled that sat idle for the idle timeout:
-        the peer has hung up its end by then, and each holds a socket."""
-        idle = self.settings.timeouts.idle
-        while True:
-            await trio.sleep(idle / 2)
-            now = trio.current_time()
-            for node_id in list(self.channels):
-                if node_id != self._using and now - self._used.get(node_id, now) >= idle:
-                    self._used.pop(node_id, None)
-                    await self.channels.pop(node_id).say_bye(f"idle for {idle:g}s")
 
     async def probe(self, host: str, port: int) -> Announcement:
         """Who listens at ``host:port``: dial, exchange hellos, hang up.
@@ -353,17 +338,15 @@ class GossipNode:
             with trio.move_on_after(JOIN_WAIT_S):
                 await self._peer_seen.wait()
             for peer in self.table.live(trio.current_time())[:CANDIDATES]:
-                seconds = self.deadlines.seconds(peer.link, _SMALL_MESSAGE, 4 * self.model.dim)
+                seconds = self.deadlines.seconds(peer.link, SMALL_MESSAGE, 4 * self.model.dim)
                 deadline = trio.current_time() + seconds
-                self._using = peer.node_id
                 try:
-                    channel, _ = await self._channel(peer, deadline)
-                    params = await pull_model(channel, self.model.dim, deadline=deadline)
+                    with self.channels.holding(peer.node_id):
+                        channel, _ = await self.channels.get(peer, deadline)
+                        params = await pull_model(channel, self.model.dim, deadline=deadline)
                 except CONTACT_ERRORS as exc:
                     await self._contact_failed(peer, exc, self.deadlines.capped(seconds))
                     continue
-                finally:
-                    self._using = None
                 if params is not None:
                     self.model.replace(params)
                     log.info("model_pulled", peer=peer.node_id[:12])
@@ -428,24 +411,21 @@ class GossipNode:
             self.config.gossip.exchange_budget_s,
         )
         values = k * value_size(dtype)
-        out = math.ceil(self.compressor.index_bytes(self.model.dim, k)) + values + _SMALL_MESSAGE
-        return k, self.deadlines.seconds(peer.link, out, values + _SMALL_MESSAGE)
+        out = math.ceil(self.compressor.index_bytes(self.model.dim, k)) + values + SMALL_MESSAGE
+        return k, self.deadlines.seconds(peer.link, out, values + SMALL_MESSAGE)
 
     async def _exchange_with(self, peer: Peer, k: int, deadline: float, capped: bool) -> bool:
         """One exchange with ``peer`` by ``deadline`` (``capped``: the
         configured limit, not sized to the payload); returns whether the
         round is over (merged, half-merged, or a peer took our slot)."""
-        self._using = peer.node_id
-        try:
+        with self.channels.holding(peer.node_id):
             return await self._attempt_exchange(peer, k, deadline, capped)
-        finally:
-            self._using = None
 
     async def _attempt_exchange(self, peer: Peer, k: int, deadline: float, capped: bool) -> bool:
         for attempt in (1, 2):
             reused = False
             try:
-                channel, reused = await self._channel(peer, deadline)
+                channel, reused = await self.channels.get(peer, deadline)
                 if self.model.busy():
                     return True  # a peer started an exchange with us while we dialled
                 self._xid += 1
@@ -461,14 +441,14 @@ class GossipNode:
                 if attempt == 1 and reused and isinstance(exc, PeerError) and exc.went_away:
                     # The peer closed this connection while it sat idle: not a
                     # failure of the peer.  Nothing merged; try a fresh one.
-                    self.channels.pop(peer.node_id, None)
+                    self.channels.forget(peer.node_id)
                     continue
                 await self._contact_failed(peer, exc, capped)
                 self.counters.failed_exchanges += 1
                 return False
             except Exception:  # a bug on our side: this peer's attempt only
                 log.error("exchange_error", peer=peer.node_id[:12], exc_info=True)
-                await self._drop_channel(peer.node_id)
+                await self.channels.drop(peer.node_id)
                 self.counters.failed_exchanges += 1
                 return False
             end = trio.current_time()
@@ -491,33 +471,11 @@ class GossipNode:
                 self.counters.half_merges += 1
                 # Our half landed, the peer's did not: mass is lost, once.
                 log.warning("exchange_half_merged", peer=peer.node_id[:12], reason=result.reason)
-                await self._drop_channel(peer.node_id)
+                await self.channels.drop(peer.node_id)
             else:
                 self.counters.exchanges += 1
             return True
         return False
-
-    async def _channel(self, peer: Peer, deadline: float) -> tuple[MessageChannel, bool]:
-        """A greeted channel to ``peer``, and whether it was reused."""
-        self._used[peer.node_id] = trio.current_time()
-        channel = self.channels.get(peer.node_id)
-        if channel is not None and not channel.closed:
-            return channel, True
-        deadline = min(deadline, trio.current_time() + self.settings.timeouts.handshake)
-        channel = await self.network.dial(
-            peer.host,
-            peer.port,
-            self.settings,
-            deadline=deadline,
-            expected_node_id=peer.node_id,
-        )
-        try:
-            await greet(channel, self.participant.terms, deadline=deadline)
-        except BaseException:
-            await channel.aclose()
-            raise
-        self.channels[peer.node_id] = channel
-        return channel, False
 
     async def _contact_failed(self, peer: Peer, exc: Exception, capped: bool) -> None:
         """Back the peer off and log why.  A :class:`PeerError` was already
@@ -536,13 +494,7 @@ class GossipNode:
         else:
             log.warning("exchange_failed", **details)
         self.table.failed(peer.node_id, trio.current_time())
-        await self._drop_channel(peer.node_id)
-
-    async def _drop_channel(self, node_id: str) -> None:
-        self._used.pop(node_id, None)
-        channel = self.channels.pop(node_id, None)
-        if channel is not None:
-            await channel.aclose()
+        await self.channels.drop(peer.node_id)
 
 
 def _node_selector(config: Config) -> Selector:

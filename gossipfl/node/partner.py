@@ -39,7 +39,7 @@ from gossipfl.topology.links import LinkEstimate
 from gossipfl.transport.channel import MessageChannel, PeerError
 
 log = structlog.get_logger("gossipfl.node")
-_SMALL_MESSAGE = 64  # bytes: a commit, a busy, a request
+SMALL_MESSAGE = 64  # bytes, at most: a commit, a busy, a request
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ async def _respond_exchange(
     try:
         sent = model.outgoing(indices, terms.value_dtype)
         reply = ExchangeReply(request.xid, encode_values(sent.values, terms.value_dtype))
-        seconds = terms.deadlines.seconds(us.link_of(peer_id), len(reply.values), _SMALL_MESSAGE)
+        seconds = terms.deadlines.seconds(us.link_of(peer_id), len(reply.values), SMALL_MESSAGE)
         deadline = trio.current_time() + seconds
         await channel.send(reply, deadline=deadline)
         commit = await channel.receive(

@@ -1,0 +1,89 @@
+"""The channels a node dialled: one per peer, greeted once and reused
+across exchanges, closed when the peer leaves or fails, and reaped once
+idle (by then the peer has hung up its end, and each one holds a socket)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import trio
+
+from gossipfl.node.partner import ExchangeTerms, greet
+from gossipfl.topology.peers import Peer
+from gossipfl.transport import ChannelSettings, MessageChannel, Network
+
+
+class DialledChannels:
+    """Only the gossip loop takes channels from here; :meth:`holding` marks
+    the one it is using so that the reaper leaves it alone."""
+
+    def __init__(
+        self, network: Network, settings: ChannelSettings, terms: Callable[[], ExchangeTerms]
+    ) -> None:
+        self.network = network
+        self.settings = settings
+        self.terms = terms
+        self._open: dict[str, MessageChannel] = {}  # by node id
+        self._used: dict[str, float] = {}  # when each was last taken
+        self._holding: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    async def get(self, peer: Peer, deadline: float) -> tuple[MessageChannel, bool]:
+        """A greeted channel to ``peer`` by ``deadline``, and whether it was
+        reused.  Raises what :meth:`Network.dial` and :func:`greet` raise."""
+        self._used[peer.node_id] = trio.current_time()
+        channel = self._open.get(peer.node_id)
+        if channel is not None and not channel.closed:
+            return channel, True
+        deadline = min(deadline, trio.current_time() + self.settings.timeouts.handshake)
+        channel = await self.network.dial(
+            peer.host, peer.port, self.settings, deadline=deadline, expected_node_id=peer.node_id
+        )
+        try:
+            await greet(channel, self.terms(), deadline=deadline)
+        except BaseException:
+            await channel.aclose()
+            raise
+        self._open[peer.node_id] = channel
+        return channel, False
+
+    @contextmanager
+    def holding(self, node_id: str) -> Iterator[None]:
+        """The gossip loop uses the channel to ``node_id`` in this block."""
+        self._holding = node_id
+        try:
+            yield
+        finally:
+            self._holding = None
+
+    def forget(self, node_id: str) -> None:
+        """Stop reusing the channel to ``node_id`` (the peer closed it)."""
+        self._open.pop(node_id, None)
+
+    async def drop(self, node_id: str) -> None:
+        """Close and forget the channel to ``node_id``, if there is one."""
+        self._used.pop(node_id, None)
+        channel = self._open.pop(node_id, None)
+        if channel is not None:
+            await channel.aclose()
+
+    async def reap_idle(self) -> None:
+        """Forever: close the channels left idle for the idle timeout."""
+        idle = self.settings.timeouts.idle
+        while True:
+            await trio.sleep(idle / 2)
+            now = trio.current_time()
+            for node_id in list(self._open):
+                if node_id != self._holding and now - self._used.get(node_id, now) >= idle:
+                    self._used.pop(node_id, None)
+                    await self._open.pop(node_id).say_bye(f"idle for {idle:g}s")
+
+    async def say_goodbye(self, reason: str) -> None:
+        """Say ``reason`` to every peer at once, close all (best effort)."""
+        async with trio.open_nursery() as nursery:
+            for channel in list(self._open.values()):
+                nursery.start_soon(channel.say_bye, reason)
+        self._open.clear()
