@@ -75,19 +75,18 @@ def dense_bytes_per_exchange(dim: int, dtype: ValueDtype = "float32") -> int:
     return 2 * dim * value_size(dtype)
 
 
+def node_trainer(name: str, options: dict[str, Any], seed: int, index: int, peers: int) -> Trainer:
+    """Node ``index`` of ``peers``' trainer: its share of a built-in data set,
+    the swarm's initial model from ``seed``."""
+    spec = TrainerSpec(options=dict(options), seed=seed, node_index=index, num_nodes=peers)
+    return load_trainer(name, spec)
+
+
 class _Swarm:
     def __init__(self, config: RoundConfig) -> None:
         self.config = config
         self.trainers: list[Trainer] = [
-            load_trainer(
-                config.trainer,
-                TrainerSpec(
-                    options=dict(config.trainer_options),
-                    seed=config.seed,
-                    node_index=i,
-                    num_nodes=config.peers,
-                ),
-            )
+            node_trainer(config.trainer, config.trainer_options, config.seed, i, config.peers)
             for i in range(config.peers)
         ]
         self.params = [t.get_params() for t in self.trainers]

@@ -39,10 +39,11 @@ from gossipfl.node.config import Config, parse_config
 from gossipfl.node.engine import GossipNode
 from gossipfl.node.state import MemoryStateStore
 from gossipfl.topology.discovery import DiscoveryHub, InMemoryDiscovery
-from gossipfl.trainers import Trainer, TrainerSpec, load_trainer
+from gossipfl.trainers import Trainer
 from gossipfl.transport import MemoryNetwork, MemoryWire, NodeIdentity
 from gossipfl.transport.identity import init_swarm, keygen
 from simnet.determinism import seeded_scheduler
+from simnet.rounds import node_trainer
 
 
 @dataclass(frozen=True)
@@ -115,15 +116,7 @@ def node_config(spec: SwarmSpec, index: int) -> Config:
 
 
 def build_trainer(spec: SwarmSpec, index: int) -> Trainer:
-    return load_trainer(
-        spec.trainer,
-        TrainerSpec(
-            options=dict(spec.trainer_options),
-            seed=spec.seed,
-            node_index=index,
-            num_nodes=spec.peers,
-        ),
-    )
+    return node_trainer(spec.trainer, spec.trainer_options, spec.seed, index, spec.peers)
 
 
 def local_only_accuracy(spec: SwarmSpec, index: int, steps: int) -> float:
