@@ -33,6 +33,7 @@ from gossipfl.topology.selectors import BandwidthAware, Selector, Uniform
 
 MBIT = 1e6 / 8  # bytes per second
 EXCHANGE_BYTES = 1_000_000
+HELLO_BYTES = 300
 
 
 def tiers(peers: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,9 +81,11 @@ def run_decentralized(
                 if engaged[j]:
                     continue  # busy: try the next candidate
                 engaged[i] = engaged[j] = True
-                seconds = EXCHANGE_BYTES / bandwidth[i, j]
-                tables[i].succeeded(candidate.node_id, 0.0, round_, sent=(EXCHANGE_BYTES, seconds))
-                tables[j].succeeded(f"n{i:03d}", 0.0, round_, sent=(EXCHANGE_BYTES, seconds))
+                for a, b in ((i, j), (j, i)):
+                    tables[a].succeeded(f"n{b:03d}", 0.0, round_)
+                    # A hello and an exchange, as a node times them.
+                    for nbytes in (HELLO_BYTES, EXCHANGE_BYTES):
+                        tables[a].measured(f"n{b:03d}", nbytes, nbytes / bandwidth[i, j])
                 # Each side learns what the other advertises (hello / TXT).
                 for a, b in ((i, j), (j, i)):
                     capacity = tables[b].capacity()

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gossipfl.topology.links import PRIOR_BANDWIDTH, LinkEstimate
@@ -17,27 +17,66 @@ from gossipfl.topology.selectors import BandwidthAware, Uniform
 MB = 1e6
 
 
+def _measure(table: PeerTable, node_id: str, bandwidth: float, rtt: float = 0.01) -> None:
+    """Round trips of two sizes over a link of ``bandwidth`` and ``rtt``."""
+    for nbytes in (100, 1_000_000):
+        table.measured(node_id, nbytes, rtt + nbytes / bandwidth)
+
+
 def _table(n: int, bandwidths: list[float] | None = None) -> PeerTable:
     table = PeerTable("self")
     for i in range(n):
         table.announced(f"peer{i:02d}", "10.0.0.1", 7000 + i, "swarm", 1, now=0.0)
         if bandwidths is not None:
-            table.succeeded(f"peer{i:02d}", 0.0, round_=-100, sent=(int(bandwidths[i]), 1.0))
+            table.succeeded(f"peer{i:02d}", 0.0, round_=-100)
+            _measure(table, f"peer{i:02d}", bandwidths[i])
     return table
 
 
-def test_first_transfer_replaces_the_prior_then_ewma() -> None:
+def test_the_fit_separates_rtt_from_bandwidth() -> None:
     link = LinkEstimate()
-    assert link.bandwidth == PRIOR_BANDWIDTH
+    assert (link.bandwidth, link.known, link.measured) == (PRIOR_BANDWIDTH, False, False)
+    # Round trips of one size cannot tell latency from bandwidth: the RTT is
+    # measured under the prior bandwidth, the bandwidth stays unknown.
+    for _ in range(3):
+        link = link.observe(500, 0.040 + 500 / 5e6)
+    assert link.measured
     assert not link.known
-    assert link.confidence == 0
-    link = link.observe_transfer(10_000_000, 1.0)
+    assert link.rtt == pytest.approx(0.040 + 500 / 5e6 - 500 / PRIOR_BANDWIDTH)
+    # One large round trip (a model pull) pins both.
+    link = link.observe(2_000_000, 0.040 + 2_000_000 / 5e6)
     assert link.known
-    assert link.bandwidth == pytest.approx(10e6 / 0.975)
-    faster = link.observe_transfer(20_000_000, 1.0)
-    assert link.bandwidth < faster.bandwidth < 20e6 / 0.975
-    assert faster.confidence > link.confidence
-    assert link.observe_transfer(100, 1.0) == link  # too small to say anything about bandwidth
+    assert link.bandwidth == pytest.approx(5e6, rel=1e-3)
+    assert link.rtt == pytest.approx(0.040, rel=1e-3)
+
+
+@given(
+    rtt=st.floats(1e-4, 0.5),
+    bandwidth=st.floats(1e4, 1e9),
+    sizes=st.lists(st.integers(50, 5_000_000), min_size=2, max_size=20),
+)
+def test_exact_round_trips_of_spread_sizes_give_the_link_back(
+    rtt: float, bandwidth: float, sizes: list[int]
+) -> None:
+    assume(np.std(sizes) > 0.2 * np.mean(sizes))
+    link = LinkEstimate()
+    for nbytes in sizes:
+        link = link.observe(nbytes, rtt + nbytes / bandwidth)
+    assert link.known
+    assert link.bandwidth == pytest.approx(bandwidth, rel=0.01)
+    assert link.round_trip(1000) == pytest.approx(rtt + 1000 / bandwidth, rel=0.01)
+
+
+def test_a_link_that_changes_is_followed() -> None:
+    link = LinkEstimate()
+    for i in range(30):
+        nbytes = 1000 if i % 2 else 1_000_000
+        link = link.observe(nbytes, 0.01 + nbytes / 1e6)
+    for i in range(30):
+        nbytes = 1000 if i % 2 else 1_000_000
+        link = link.observe(nbytes, 0.05 + nbytes / 1e5)
+    assert link.bandwidth == pytest.approx(1e5, rel=0.05)
+    assert link.rtt == pytest.approx(0.05, rel=0.05)
 
 
 def test_own_id_is_never_a_peer_and_withdrawn_peers_are_not_live() -> None:
@@ -103,9 +142,8 @@ def test_every_live_peer_is_reached_within_max_staleness(
     last = {f"peer{i:02d}": 0 for i in range(n)}
     for round_ in range(1, 6 * max_staleness):
         chosen = selector.rank(table.live(0.0), round_, rng)[0]
-        table.succeeded(
-            chosen.node_id, 0.0, round_, sent=(int(bandwidths[int(chosen.node_id[4:])]), 1.0)
-        )
+        table.succeeded(chosen.node_id, 0.0, round_)
+        _measure(table, chosen.node_id, bandwidths[int(chosen.node_id[4:])])
         last[chosen.node_id] = round_
         assert all(round_ - contact <= max_staleness for contact in last.values()), (round_, last)
 
@@ -120,9 +158,8 @@ def test_the_fast_tier_is_chosen_more_often_but_the_slow_one_is_not_starved() ->
         chosen = selector.rank(table.live(0.0), round_, rng)[0]
         index = int(chosen.node_id[4:])
         counts[index] += 1
-        table.succeeded(
-            chosen.node_id, 0.0, round_, sent=(int(100 * MB if index < n // 2 else MB), 1.0)
-        )
+        table.succeeded(chosen.node_id, 0.0, round_)
+        _measure(table, chosen.node_id, 100 * MB if index < n // 2 else MB)
     assert counts[: n // 2].sum() > 3 * counts[n // 2 :].sum()
     assert counts[n // 2 :].min() >= 600 // 60 - 1
 
@@ -183,5 +220,5 @@ def test_own_capacity_is_the_best_measured_link() -> None:
     table = _table(3, [MB, 5 * MB, 2 * MB])
     capacity = table.capacity()
     assert capacity is not None
-    assert capacity == pytest.approx(5 * MB / 0.975)
+    assert capacity == pytest.approx(5 * MB)
     assert PeerTable("x").capacity() is None

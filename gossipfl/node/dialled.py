@@ -4,12 +4,12 @@ idle (by then the peer has hung up its end, and each one holds a socket)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
 
-from gossipfl.node.partner import ExchangeTerms, greet
+from gossipfl.node.partner import Participant, RoundTrip, greet
 from gossipfl.topology.peers import Peer
 from gossipfl.transport import ChannelSettings, MessageChannel, Network
 
@@ -18,12 +18,10 @@ class DialledChannels:
     """Only the gossip loop takes channels from here; :meth:`holding` marks
     the one it is using so that the reaper leaves it alone."""
 
-    def __init__(
-        self, network: Network, settings: ChannelSettings, terms: Callable[[], ExchangeTerms]
-    ) -> None:
+    def __init__(self, network: Network, settings: ChannelSettings, us: Participant) -> None:
         self.network = network
         self.settings = settings
-        self.terms = terms
+        self.us = us
         self._open: dict[str, MessageChannel] = {}  # by node id
         self._used: dict[str, float] = {}  # when each was last taken
         self._holding: str | None = None
@@ -43,7 +41,10 @@ class DialledChannels:
             peer.host, peer.port, self.settings, deadline=deadline, expected_node_id=peer.node_id
         )
         try:
-            await greet(channel, self.terms(), deadline=deadline)
+            timer = RoundTrip.of(channel)
+            hello = await greet(channel, self.us.terms, deadline=deadline)
+            timer.report(channel, hello.node_id, self.us)
+            self.us.met(hello)
         except BaseException:
             await channel.aclose()
             raise

@@ -19,6 +19,7 @@ generator, so a swarm under ``trio.testing.MockClock`` is reproducible.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import asdict
@@ -120,9 +121,14 @@ class GossipNode:
             cap_s=gossip.exchange_timeout_s, floor_s=min(2.0, gossip.exchange_timeout_s)
         )
         self.participant = Participant(
-            self.model, self._terms(0), link_of=self._link_of, merged=self._merged
+            self.model,
+            self._terms(0),
+            link_of=self._link_of,
+            met=self._met,
+            measured=self.table.measured,
+            merged=self._merged,
         )
-        self.channels = DialledChannels(network, self.settings, lambda: self.participant.terms)
+        self.channels = DialledChannels(network, self.settings, self.participant)
         self.metrics: dict[str, float] = {}
         self.restored = False
         self.address: Address | None = None
@@ -143,6 +149,7 @@ class GossipNode:
             self.model.dim,
             self.initial_hash,
             port,
+            self.table.capacity() or 0.0,
         )
         dtype = cast(Any, gossip.value_dtype)
         return ExchangeTerms(hello, self.compressor, dtype, deadlines=self.deadlines)
@@ -202,7 +209,8 @@ class GossipNode:
                 "present": p.present,
                 "live": p.live(now),
                 "bandwidth_Bps": p.link.bandwidth if p.link.known else None,
-                "rtt_s": p.link.rtt,
+                "rtt_s": p.link.rtt if p.link.measured else None,
+                "exchanges": p.exchanges,
                 "last_exchange_ago_s": None if p.last_exchange is None else now - p.last_exchange,
                 "failures": p.failures,
             }
@@ -269,6 +277,18 @@ class GossipNode:
         peer = self.table.get(node_id)
         return peer.link if peer is not None else LinkEstimate()
 
+    def _advertise(self) -> None:
+        """Keep the capacity in our hello up to date."""
+        capacity = self.table.capacity() or 0.0
+        terms = self.participant.terms
+        if capacity != terms.hello.capacity:
+            hello = dataclasses.replace(terms.hello, capacity=capacity)
+            self.participant.terms = dataclasses.replace(terms, hello=hello)
+
+    def _met(self, hello: Hello) -> None:
+        """A peer's hello arrived (either way): note what it advertises."""
+        self.table.advertised(hello.node_id, hello.capacity)
+
     def _merged(self, node_id: str) -> None:
         """A responder merge landed: the peer and we are in contact."""
         self.counters.responded += 1
@@ -322,6 +342,7 @@ class GossipNode:
             await self._train_round()
             await self._exchange_round()
             self.counters.rounds += 1
+            self._advertise()
             if trio.current_time() >= next_eval:
                 await self._evaluate()
                 next_eval = trio.current_time() + self.config.gossip.evaluate_every_s
@@ -343,7 +364,7 @@ class GossipNode:
                 try:
                     with self.channels.holding(peer.node_id):
                         channel, _ = await self.channels.get(peer, deadline)
-                        params = await pull_model(channel, self.model.dim, deadline=deadline)
+                        params = await pull_model(channel, self.participant, deadline=deadline)
                 except CONTACT_ERRORS as exc:
                     await self._contact_failed(peer, exc, self.deadlines.capped(seconds))
                     continue
@@ -429,11 +450,6 @@ class GossipNode:
                 if self.model.busy():
                     return True  # a peer started an exchange with us while we dialled
                 self._xid += 1
-                start, sent, received = (
-                    trio.current_time(),
-                    channel.bytes_sent,
-                    channel.bytes_received,
-                )
                 result = await initiate(
                     channel, self.participant, k=k, xid=self._xid, rng=self.rng, deadline=deadline
                 )
@@ -459,14 +475,7 @@ class GossipNode:
                 self.table.busy(peer.node_id, end, retry)
                 self.counters.busy += 1
                 return False
-            elapsed = max(end - start, 1e-6)
-            self.table.succeeded(
-                peer.node_id,
-                end,
-                self.counters.rounds,
-                sent=(channel.bytes_sent - sent, elapsed),
-                received=(channel.bytes_received - received, elapsed),
-            )
+            self.table.succeeded(peer.node_id, end, self.counters.rounds)
             if result.outcome is Outcome.HALF_MERGED:
                 self.counters.half_merges += 1
                 # Our half landed, the peer's did not: mass is lost, once.

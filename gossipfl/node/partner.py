@@ -61,13 +61,35 @@ class ExchangeTerms:
 @dataclass
 class Participant:
     """This node as its partners meet it: the model it exchanges, its
-    terms, what it knows of each peer's link, and a hook for the node's
-    bookkeeping when a responder merge lands."""
+    terms, what it knows of each peer's link, and hooks for the node's
+    bookkeeping: a peer's hello arrived, a round trip with a peer was
+    timed, a responder merge landed."""
 
     model: ModelState
     terms: ExchangeTerms
     link_of: Callable[[str], LinkEstimate] = lambda node_id: LinkEstimate()
+    met: Callable[[Hello], None] = lambda hello: None
+    measured: Callable[[str, int, float], None] = lambda node_id, nbytes, seconds: None
     merged: Callable[[str], None] = lambda node_id: None
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """A round trip being timed: when it began, and how many bytes the
+    channel had moved by then."""
+
+    at: float
+    moved: int
+
+    @staticmethod
+    def of(channel: MessageChannel) -> RoundTrip:
+        return RoundTrip(trio.current_time(), channel.bytes_sent + channel.bytes_received)
+
+    def report(self, channel: MessageChannel, node_id: str, us: Participant) -> None:
+        """Tell ``us`` how long the round trip since this mark took and
+        what it moved."""
+        moved = channel.bytes_sent + channel.bytes_received - self.moved
+        us.measured(node_id, moved, trio.current_time() - self.at)
 
 
 def incompatibility(ours: Hello, theirs: Hello) -> str | None:
@@ -123,9 +145,14 @@ async def respond(channel: MessageChannel, us: Participant) -> None:
     if not isinstance(hello, Hello):
         await _unexpected(channel, hello, "hello")
     await _check_hello(channel, terms, hello)
+    us.met(hello)
+    first: RoundTrip | None = RoundTrip.of(channel)  # an initiator asks at once, after our hello
     await channel.send(terms.hello)
     while not channel.closed:
         message = await channel.next_request()
+        if first is not None and isinstance(message, Exchange | ModelRequest):
+            first.report(channel, hello.node_id, us)
+        first = None
         if message is None:
             await channel.say_bye(f"idle for {channel.timeouts.idle:g}s")
             return
@@ -165,6 +192,7 @@ async def _respond_exchange(
         reply = ExchangeReply(request.xid, encode_values(sent.values, terms.value_dtype))
         seconds = terms.deadlines.seconds(us.link_of(peer_id), len(reply.values), SMALL_MESSAGE)
         deadline = trio.current_time() + seconds
+        mark = RoundTrip.of(channel)
         await channel.send(reply, deadline=deadline)
         commit = await channel.receive(
             deadline=deadline, waiting_for=f"commit of exchange {request.xid}"
@@ -172,6 +200,7 @@ async def _respond_exchange(
         if isinstance(commit, Bye):  # it gave up on the exchange: nothing to merge
             await channel.aclose()
         elif isinstance(commit, ExchangeCommit):
+            mark.report(channel, peer_id, us)
             model.merge(sent, received)
             us.merged(peer_id)
         else:
@@ -221,8 +250,11 @@ async def initiate(
         selection = terms.compressor.select(model.residual, k, rng)
         sent = model.outgoing(selection.indices, terms.value_dtype)
         request = Exchange(xid, selection.wire, encode_values(sent.values, terms.value_dtype))
+        mark = RoundTrip.of(channel)
         await channel.send(request, deadline=deadline)
         reply = await channel.receive(deadline=deadline, waiting_for=f"reply to exchange {xid}")
+        if channel.node_id is not None and isinstance(reply, Busy | ExchangeReply):
+            mark.report(channel, channel.node_id, us)
         if isinstance(reply, Busy):
             return ExchangeResult(Outcome.BUSY, selection.indices, busy_retry_s=reply.retry_after)
         if not isinstance(reply, ExchangeReply):
@@ -244,16 +276,21 @@ async def initiate(
         model.in_exchange = False
 
 
-async def pull_model(channel: MessageChannel, dim: int, *, deadline: float) -> FloatArray | None:
+async def pull_model(
+    channel: MessageChannel, us: Participant, *, deadline: float
+) -> FloatArray | None:
     """Late joiner: ask a greeted peer for its full model by ``deadline``;
     ``None`` if it is busy."""
+    mark = RoundTrip.of(channel)
     await channel.send(ModelRequest(), deadline=deadline)
     reply = await channel.receive(deadline=deadline, waiting_for="model")
+    if channel.node_id is not None and isinstance(reply, Busy | Model):
+        mark.report(channel, channel.node_id, us)
     if isinstance(reply, Busy):
         return None
     if not isinstance(reply, Model):
         await _unexpected(channel, reply, "model")
     try:
-        return decode_values(reply.values, dim, "float32")
+        return decode_values(reply.values, us.model.dim, "float32")
     except PayloadError as exc:
         await channel.reject(f"bad model: {exc}")

@@ -9,7 +9,15 @@ from rich.table import Table
 
 
 def _rate(value: float | None) -> str:
-    return "unknown" if value is None else f"{value * 8 / 1e6:.1f} Mbit/s"
+    """Bytes/s as people quote links: bits per second."""
+    if value is None:
+        return "unknown"
+    bits = value * 8
+    return f"{bits / 1e9:.3g} Gbit/s" if bits >= 1e9 else f"{bits / 1e6:.3g} Mbit/s"
+
+
+def _rtt(value: float | None) -> str:
+    return "unknown" if value is None else f"{value * 1e3:.3g} ms"
 
 
 def print_status(status: dict[str, Any]) -> None:
@@ -30,7 +38,8 @@ def print_status(status: dict[str, Any]) -> None:
         node.add_row(*row)
     console.print(node)
     peers = Table(title=f"{len(status['peers'])} peers")
-    for column in ("node", "address", "live", "bandwidth", "rtt", "last exchange", "failures"):
+    columns = ("node", "address", "live", "bandwidth", "rtt", "exchanges", "last exchange")
+    for column in (*columns, "failures"):
         peers.add_column(column)
     for peer in status["peers"]:
         ago = peer["last_exchange_ago_s"]
@@ -39,7 +48,8 @@ def print_status(status: dict[str, Any]) -> None:
             peer["address"],
             "yes" if peer["live"] else ("backing off" if peer["present"] else "left"),
             _rate(peer["bandwidth_Bps"]),
-            f"{peer['rtt_s'] * 1e3:.1f} ms",
+            _rtt(peer["rtt_s"]),
+            str(peer["exchanges"]),
             "never" if ago is None else f"{ago:.1f} s ago",
             str(peer["failures"]),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Hello:
     dim: int  # model size in coordinates
     model_hash: bytes  # SHA-256 of the initial model
     listen_port: int
+    # The sender's fastest measured link, bytes/s (0: none measured yet): a
+    # partner on a much slower link knows it would tie the sender up.
+    capacity: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,15 @@
-"""Link estimates: bandwidth and RTT as EWMAs of measured transfers.
+"""Link estimates: round-trip time and bandwidth to one peer, fitted to
+the round trips actually made.
+
+Every request and its answer is a sample: ``seconds`` for ``nbytes``
+moved both ways together (a hello and the peer's hello, an exchange and
+its reply, a reply and its commit, a model request and the model).  The
+estimate fits ``seconds = rtt + nbytes / bandwidth`` by least squares over
+exponentially weighted samples, so recent round trips count most.  Small
+round trips pin the RTT; large ones, the bandwidth.  While all samples
+have about the same size the two cannot be told apart: the RTT is then
+fitted under the last known bandwidth (the prior at first), and the
+bandwidth stays unknown.
 
 Pure values: every observation returns a new :class:`LinkEstimate`.
 """
@@ -12,8 +23,14 @@ from typing import Final
 # explore such links optimistically rather than trusting this prior.
 PRIOR_BANDWIDTH: Final = 1.25e6  # bytes per second
 PRIOR_RTT: Final = 0.05  # seconds
-# Transfers smaller than this say more about latency than about bandwidth.
-MIN_TRANSFER_BYTES: Final = 16 * 1024
+# Weight of the newest sample; older ones fade by (1 - ALPHA) per sample.
+ALPHA: Final = 0.2
+# Sizes must spread by this share of their mean (standard deviation) for
+# the bandwidth to be fitted rather than assumed.
+MIN_SPREAD: Final = 0.1
+FASTEST: Final = 1e11  # bytes/s: a fit that finds no cost per byte says this
+
+_Sums = tuple[float, float, float, float, float]  # weight, x, y, x*x, x*y
 
 
 @dataclass(frozen=True)
@@ -22,33 +39,48 @@ class LinkEstimate:
 
     bandwidth: float = PRIOR_BANDWIDTH  # bytes per second
     rtt: float = PRIOR_RTT  # seconds
-    samples: int = 0  # bandwidth observations so far
-
-    @property
-    def confidence(self) -> float:
-        """0 for the prior, approaching 1 as samples accumulate."""
-        return self.samples / (self.samples + 3)
+    samples: int = 0  # round trips observed
+    fitted: bool = False  # the bandwidth comes from samples, not the prior
+    sums: _Sums = (0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
     def known(self) -> bool:
+        """Whether the bandwidth was measured."""
+        return self.fitted
+
+    @property
+    def measured(self) -> bool:
+        """Whether the RTT was measured."""
         return self.samples > 0
 
-    def observe_transfer(self, nbytes: int, seconds: float, alpha: float = 0.3) -> LinkEstimate:
-        """Fold in one direction of an exchange: ``nbytes`` moved in
-        ``seconds``.  The first sample replaces the prior outright."""
-        if seconds <= 0 or nbytes < MIN_TRANSFER_BYTES:
+    def observe(self, nbytes: int, seconds: float) -> LinkEstimate:
+        """Fold in one round trip that moved ``nbytes`` (both ways) in
+        ``seconds``."""
+        if seconds <= 0 or nbytes < 0:
             return self
-        rate = nbytes / max(seconds - self.rtt / 2, seconds / 2)
-        if not self.known:
-            return replace(self, bandwidth=rate, samples=1)
+        keep = 1.0 - ALPHA
+        w, sx, sy, sxx, sxy = (keep * s for s in self.sums)
+        x, y = float(nbytes), seconds
+        sums = (w + 1.0, sx + x, sy + y, sxx + x * x, sxy + x * y)
+        w, sx, sy, sxx, sxy = sums
+        mean_x, mean_y = sx / w, sy / w
+        var_x = max(sxx / w - mean_x * mean_x, 0.0)
+        bandwidth, fitted = self.bandwidth, self.fitted
+        if var_x > (MIN_SPREAD * mean_x) ** 2:
+            per_byte = (sxy / w - mean_x * mean_y) / var_x
+            bandwidth, fitted = 1.0 / per_byte if per_byte > 1.0 / FASTEST else FASTEST, True
+        rtt = mean_y - mean_x / bandwidth
+        if rtt < 0:  # noise: no latency at all explains the samples best
+            rtt = 0.0
+            if fitted and sxy > 0:
+                bandwidth = min(sxx / sxy, FASTEST)
         return replace(
-            self, bandwidth=(1 - alpha) * self.bandwidth + alpha * rate, samples=self.samples + 1
+            self, bandwidth=bandwidth, rtt=rtt, samples=self.samples + 1, fitted=fitted, sums=sums
         )
 
-    def observe_rtt(self, seconds: float, alpha: float = 0.3) -> LinkEstimate:
-        if seconds <= 0:
-            return self
-        return replace(self, rtt=(1 - alpha) * self.rtt + alpha * seconds)
+    def round_trip(self, nbytes: float) -> float:
+        """Expected seconds for a round trip moving ``nbytes`` both ways."""
+        return self.rtt + nbytes / self.bandwidth
 
     def transfer_time(self, nbytes: float) -> float:
         """Expected seconds to move ``nbytes`` one way."""

@@ -38,6 +38,7 @@ class Peer:
     present: bool = True  # announced and not withdrawn
     last_exchange: float | None = None
     last_contact_round: int | None = None  # our round of the last exchange either way
+    exchanges: int = 0  # exchanges with it, either way
     failures: int = 0
     retry_at: float = 0.0
     link: LinkEstimate = field(default_factory=LinkEstimate)
@@ -66,6 +67,7 @@ class PeerTable:
         self.backoff = backoff or Backoff()
         self._peers: dict[str, Peer] = {}
         self._order: list[str] = []  # node ids, sorted: live() is asked every round
+        self._fastest: tuple[float, str] | None = None  # best measured link, and whose
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -125,35 +127,36 @@ class PeerTable:
         if node_id in self._peers:
             self._peers[node_id] = replace(self._peers[node_id], present=False)
 
-    def succeeded(
-        self,
-        node_id: str,
-        now: float,
-        round_: int,
-        sent: tuple[int, float] | None = None,
-        received: tuple[int, float] | None = None,
-        rtt: float | None = None,
-    ) -> None:
-        """An exchange with the peer worked; ``sent`` / ``received`` are
-        (bytes, seconds) of each direction, folded into its link estimate."""
+    def succeeded(self, node_id: str, now: float, round_: int) -> None:
+        """An exchange with the peer (either way) went through."""
         peer = self._peers.get(node_id)
         if peer is None:
             return
-        link = peer.link
-        if rtt is not None:
-            link = link.observe_rtt(rtt)
-        for transfer in (sent, received):
-            if transfer is not None:
-                link = link.observe_transfer(*transfer)
         self._peers[node_id] = replace(
             peer,
             last_seen=now,
             last_exchange=now,
             last_contact_round=round_,
+            exchanges=peer.exchanges + 1,
             failures=0,
             retry_at=0.0,
-            link=link,
         )
+
+    def measured(self, node_id: str, nbytes: int, seconds: float) -> None:
+        """A round trip with the peer moved ``nbytes`` (both ways) in
+        ``seconds``: fold it into the link estimate."""
+        peer = self._peers.get(node_id)
+        if peer is None:
+            return
+        link = peer.link.observe(nbytes, seconds)
+        self._peers[node_id] = replace(peer, link=link)
+        if link.known:
+            if self._fastest is None or link.bandwidth >= self._fastest[0]:
+                self._fastest = (link.bandwidth, node_id)
+            elif self._fastest[1] == node_id:  # the fastest got slower: look again
+                self._fastest = max(
+                    (p.link.bandwidth, p.node_id) for p in self._peers.values() if p.link.known
+                )
 
     def failed(self, node_id: str, now: float) -> None:
         """Contact failed; back off exponentially before trying again."""
@@ -173,8 +176,7 @@ class PeerTable:
 
     def capacity(self) -> float | None:
         """Our own best measured link rate, to advertise to peers."""
-        known = [p.link.bandwidth for p in self._peers.values() if p.link.known]
-        return max(known) if known else None
+        return None if self._fastest is None else self._fastest[0]
 
     def busy(self, node_id: str, now: float, retry_after: float) -> None:
         """The peer answered busy: not a failure, but skip it for a while."""

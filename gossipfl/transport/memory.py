@@ -17,6 +17,7 @@ import itertools
 from dataclasses import dataclass
 
 import trio
+import trio.lowlevel
 import trio.testing
 
 from gossipfl.transport.channel import MessageChannel
@@ -83,6 +84,12 @@ class MemoryWire:
         ``listener``: (dialer's end, listener's end)."""
         return trio.testing.memory_stream_pair()
 
+    async def reach(self, dialer: str, listener: str, deadline: float) -> None:
+        """Wait what opening a connection from ``dialer`` to ``listener``
+        takes (nothing here); raise ``OSError`` if it cannot be opened by
+        ``deadline``."""
+        await trio.lowlevel.checkpoint()
+
 
 class MemoryNetwork:
     """One node's view of a :class:`MemoryWire`, at ``host``.
@@ -145,6 +152,7 @@ class MemoryNetwork:
         expected_node_id: str | None = None,
     ) -> MessageChannel:
         address = f"{host}:{port}"
+        await self.wire.reach(self.host, host, deadline)
         ours, theirs = self.wire.stream_pair(self.host, host)
         try:
             listener_id = self.wire.connect(host, port, _Incoming(theirs, self.node_id, self.host))
