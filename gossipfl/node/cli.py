@@ -13,6 +13,8 @@ from gossipfl.node.checkpoint import CheckpointError
 from gossipfl.node.config import ConfigError
 from gossipfl.plugins import COMPRESSORS, SELECTORS, TRAINERS, PluginError, installed
 from gossipfl.transport.identity import IdentityError, init_swarm, keygen, keygen_csr, sign_request
+from simnet.command import add_arguments
+from simnet.scenario import ScenarioError
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -108,6 +110,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.peers, args.duration, args.dir)
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from simnet.command import simulate
+
+    return simulate(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gossipfl", description="Peer-to-peer gossip learning daemon."
@@ -160,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of training")
     demo.add_argument("--dir", type=Path, help="where to put the swarm (default: a new temp dir)")
     demo.set_defaults(func=_cmd_demo)
+    sim = commands.add_parser(
+        "simulate", help="a swarm of production nodes over emulated links, in virtual time"
+    )
+    add_arguments(sim)
+    sim.set_defaults(func=_cmd_simulate)
     return parser
 
 
@@ -167,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (IdentityError, ConfigError, PluginError, CheckpointError) as exc:
+    except (IdentityError, ConfigError, PluginError, CheckpointError, ScenarioError) as exc:
         print(f"gossipfl: {exc}", file=sys.stderr)
         return 1
     return code

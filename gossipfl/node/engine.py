@@ -91,6 +91,7 @@ class GossipNode:
         network: Network,
         store: StateStore,
         discovery: DiscoveryFactory | None = None,
+        selector: Selector | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -106,7 +107,8 @@ class GossipNode:
         self.table = PeerTable(identity.node_id)
         gossip = config.gossip
         self.compressor = load_compressor(gossip.compressor)
-        self.selector = _node_selector(config)
+        # ``selector`` replaces the configured one (a simulator's reference).
+        self.selector = selector or _node_selector(config)
         self.rng = np.random.default_rng([config.swarm.seed, int(identity.node_id[:15], 16)])
         self.settings = ChannelSettings(
             Timeouts(
@@ -130,6 +132,8 @@ class GossipNode:
         )
         self.channels = DialledChannels(network, self.settings, self.participant)
         self.metrics: dict[str, float] = {}
+        # Seconds of trio time spent in each part of the loop.
+        self.time_spent = {"training": 0.0, "exchanging": 0.0}
         self.restored = False
         self.address: Address | None = None
         self._xid = 0
@@ -339,8 +343,12 @@ class GossipNode:
         await self._join()
         next_eval = trio.current_time()
         while True:
+            began = trio.current_time()
             await self._train_round()
+            trained = trio.current_time()
             await self._exchange_round()
+            self.time_spent["training"] += trained - began
+            self.time_spent["exchanging"] += trio.current_time() - trained
             self.counters.rounds += 1
             self._advertise()
             if trio.current_time() >= next_eval:

@@ -104,11 +104,15 @@ class DiscoveryHub:
     """A shared in-memory "network" for :class:`InMemoryDiscovery`."""
 
     def __init__(self) -> None:
-        self._members: dict[str, tuple[Announcement, trio.MemorySendChannel[DiscoveryEvent]]] = {}
+        # A member that crashed keeps its announcement (like a stale mDNS
+        # record) but no longer listens: its channel is None.
+        self._members: dict[
+            str, tuple[Announcement, trio.MemorySendChannel[DiscoveryEvent] | None]
+        ] = {}
 
     def _broadcast(self, sender: Announcement, event: DiscoveryEvent) -> None:
         for node_id, (member, channel) in self._members.items():
-            if node_id != sender.node_id and member.swarm_id == sender.swarm_id:
+            if node_id != sender.node_id and member.swarm_id == sender.swarm_id and channel:
                 channel.send_nowait(event)
 
     def join(self, own: Announcement, events: trio.MemorySendChannel[DiscoveryEvent]) -> None:
@@ -118,10 +122,16 @@ class DiscoveryHub:
         self._members[own.node_id] = (own, events)
         self._broadcast(own, Joined(own))
 
-    def leave(self, node_id: str) -> None:
+    def leave(self, node_id: str, *, withdraw: bool = True) -> None:
+        """The member stops listening; with ``withdraw`` its announcement
+        goes too and the others hear that it left."""
         member = self._members.pop(node_id, None)
-        if member is not None:
+        if member is None:
+            return
+        if withdraw:
             self._broadcast(member[0], Left(node_id))
+        else:
+            self._members[node_id] = (member[0], None)
 
 
 class InMemoryDiscovery:
@@ -131,6 +141,7 @@ class InMemoryDiscovery:
     def __init__(self, hub: DiscoveryHub, own: Announcement) -> None:
         self.hub = hub
         self.own = own
+        self.withdraw_on_exit = True  # False: exit like a crash, leaving the announcement
 
     async def run(
         self, events: trio.MemorySendChannel[DiscoveryEvent], *, task_status: trio.TaskStatus[None]
@@ -140,7 +151,7 @@ class InMemoryDiscovery:
             task_status.started()
             await trio.sleep_forever()
         finally:
-            self.hub.leave(self.own.node_id)
+            self.hub.leave(self.own.node_id, withdraw=self.withdraw_on_exit)
 
 
 Probe = Callable[[str, int], Awaitable[Announcement]]
