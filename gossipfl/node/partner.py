@@ -146,13 +146,9 @@ async def respond(channel: MessageChannel, us: Participant) -> None:
         await _unexpected(channel, hello, "hello")
     await _check_hello(channel, terms, hello)
     us.met(hello)
-    first: RoundTrip | None = RoundTrip.of(channel)  # an initiator asks at once, after our hello
     await channel.send(terms.hello)
     while not channel.closed:
         message = await channel.next_request()
-        if first is not None and isinstance(message, Exchange | ModelRequest):
-            first.report(channel, hello.node_id, us)
-        first = None
         if message is None:
             await channel.say_bye(f"idle for {channel.timeouts.idle:g}s")
             return

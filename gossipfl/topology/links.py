@@ -29,6 +29,11 @@ ALPHA: Final = 0.2
 # the bandwidth to be fitted rather than assumed.
 MIN_SPREAD: Final = 0.1
 FASTEST: Final = 1e11  # bytes/s: a fit that finds no cost per byte says this
+# A round trip that takes this many times longer than the fit predicts was
+# most likely held up (the peer was busy, the link shared): it is left out,
+# unless OUTLIERS_TO_REFIT such come in a row (then the link has changed).
+OUTLIER_FACTOR: Final = 3.0
+OUTLIERS_TO_REFIT: Final = 3
 
 _Sums = tuple[float, float, float, float, float]  # weight, x, y, x*x, x*y
 
@@ -41,6 +46,7 @@ class LinkEstimate:
     rtt: float = PRIOR_RTT  # seconds
     samples: int = 0  # round trips observed
     fitted: bool = False  # the bandwidth comes from samples, not the prior
+    outliers: int = 0  # round trips left out in a row
     sums: _Sums = (0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
@@ -58,6 +64,14 @@ class LinkEstimate:
         ``seconds``."""
         if seconds <= 0 or nbytes < 0:
             return self
+        base = self
+        if self.fitted and seconds > OUTLIER_FACTOR * self.round_trip(nbytes):
+            if self.outliers + 1 < OUTLIERS_TO_REFIT:
+                return replace(self, outliers=self.outliers + 1)
+            base = LinkEstimate()  # the link changed: start over
+        return base._fold(nbytes, seconds)
+
+    def _fold(self, nbytes: int, seconds: float) -> LinkEstimate:
         keep = 1.0 - ALPHA
         w, sx, sy, sxx, sxy = (keep * s for s in self.sums)
         x, y = float(nbytes), seconds
@@ -75,7 +89,13 @@ class LinkEstimate:
             if fitted and sxy > 0:
                 bandwidth = min(sxx / sxy, FASTEST)
         return replace(
-            self, bandwidth=bandwidth, rtt=rtt, samples=self.samples + 1, fitted=fitted, sums=sums
+            self,
+            bandwidth=bandwidth,
+            rtt=rtt,
+            samples=self.samples + 1,
+            fitted=fitted,
+            outliers=0,
+            sums=sums,
         )
 
     def round_trip(self, nbytes: float) -> float:

@@ -29,6 +29,10 @@ def tls_context(identity: NodeIdentity, *, server_side: bool) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_cert_chain(identity.cert_path, identity.key_path)
     context.load_verify_locations(cafile=str(identity.ca_path))
+    if server_side:
+        # No session resumption is used: session tickets would only be
+        # bytes sent after every handshake (and delay the first reply).
+        context.num_tickets = 0
     return context
 
 
