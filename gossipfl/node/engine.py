@@ -104,11 +104,12 @@ class GossipNode:
         self.model = ModelState.initial(initial)
         self.model.ready = False  # until restored or joined
         self.counters = Counters()
-        self.table = PeerTable(identity.node_id)
         gossip = config.gossip
         self.compressor = load_compressor(gossip.compressor)
+        exchange_bytes = self._exchange_bytes()
+        self.table = PeerTable(identity.node_id, exchange_bytes=exchange_bytes)
         # ``selector`` replaces the configured one (a simulator's reference).
-        self.selector = selector or _node_selector(config)
+        self.selector = selector or _node_selector(config, exchange_bytes)
         self.rng = np.random.default_rng([config.swarm.seed, int(identity.node_id[:15], 16)])
         self.settings = ChannelSettings(
             Timeouts(
@@ -139,6 +140,13 @@ class GossipNode:
         self._xid = 0
         self._started = 0.0
         self._peer_seen = trio.Event()
+
+    def _exchange_bytes(self) -> int:
+        """Bytes both ways of an exchange at the configured density."""
+        gossip, dim = self.config.gossip, self.model.dim
+        k = max(1, int(gossip.density * dim))
+        index = math.ceil(self.compressor.index_bytes(dim, k))
+        return index + 2 * k * value_size(cast(Any, gossip.value_dtype)) + 2 * SMALL_MESSAGE
 
     # -- identity and state -------------------------------------------------------------
 
@@ -514,13 +522,15 @@ class GossipNode:
         await self.channels.drop(peer.node_id)
 
 
-def _node_selector(config: Config) -> Selector:
+def _node_selector(config: Config, exchange_bytes: int) -> Selector:
     """The configured selector, which must rank peers on its own (a
     simulator-only reference such as ``oracle-matching`` cannot)."""
     where = f"{config.path or '<config>'}: [gossip] selector"
     name = config.gossip.selector
     try:
-        selector = load_selector(name, max_staleness=config.gossip.max_staleness)
+        selector = load_selector(
+            name, max_staleness=config.gossip.max_staleness, exchange_bytes=exchange_bytes
+        )
     except PluginError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if not isinstance(selector, Selector):

@@ -62,9 +62,13 @@ class Peer:
 class PeerTable:
     """Known peers by node id.  Our own id is never added."""
 
-    def __init__(self, own_id: str, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, own_id: str, backoff: Backoff | None = None, exchange_bytes: int = 100_000
+    ) -> None:
         self.own_id = own_id
         self.backoff = backoff or Backoff()
+        # The size our capacity is quoted for: a typical exchange.
+        self.exchange_bytes = exchange_bytes
         self._peers: dict[str, Peer] = {}
         self._order: list[str] = []  # node ids, sorted: live() is asked every round
         self._fastest: tuple[float, str] | None = None  # best measured link, and whose
@@ -150,13 +154,17 @@ class PeerTable:
             return
         link = peer.link.observe(nbytes, seconds)
         self._peers[node_id] = replace(peer, link=link)
-        if link.known:
-            if self._fastest is None or link.bandwidth >= self._fastest[0]:
-                self._fastest = (link.bandwidth, node_id)
-            elif self._fastest[1] == node_id:  # the fastest got slower: look again
-                self._fastest = max(
-                    (p.link.bandwidth, p.node_id) for p in self._peers.values() if p.link.known
-                )
+        rate = self._rate(link)
+        if self._fastest is None or rate >= self._fastest[0]:
+            self._fastest = (rate, node_id)
+        elif self._fastest[1] == node_id:  # the fastest got slower: look again
+            self._fastest = max(
+                (self._rate(p.link), p.node_id) for p in self._peers.values() if p.link.measured
+            )
+
+    def _rate(self, link: LinkEstimate) -> float:
+        """Bytes/s an exchange of our usual size gets over ``link``."""
+        return self.exchange_bytes / link.round_trip(self.exchange_bytes)
 
     def failed(self, node_id: str, now: float) -> None:
         """Contact failed; back off exponentially before trying again."""
@@ -175,7 +183,8 @@ class PeerTable:
             self._peers[node_id] = replace(peer, capacity=capacity)
 
     def capacity(self) -> float | None:
-        """Our own best measured link rate, to advertise to peers."""
+        """Our own best measured rate (for an exchange of our usual size),
+        to advertise to peers."""
         return None if self._fastest is None else self._fastest[0]
 
     def busy(self, node_id: str, now: float, retry_after: float) -> None:

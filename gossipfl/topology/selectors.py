@@ -43,12 +43,15 @@ class BandwidthAware:
        way) come first, earliest deadline first: every peer is reached at
        least once every ``max_staleness`` rounds.
     2. Then the rest, sampled without replacement with weight
-       ``bandwidth ** power``.  A link never measured is explored
-       optimistically: it weighs as much as the fastest known link.
+       ``rate ** power``, where ``rate`` is the link's effective rate for
+       an exchange of ``exchange_bytes`` (bytes over the expected round
+       trip, so latency counts as much as bandwidth does: small exchanges
+       are decided by RTT, large ones by bandwidth).  A link never measured
+       is explored optimistically: it weighs as much as the fastest one.
     3. Peers exchanged with in the last ``exclude_recent`` rounds come last,
        so a node does not keep averaging with the same partner.
 
-    Weights also use each peer's advertised capacity (its own best link),
+    Weights also use each peer's advertised capacity (its own best rate),
     see :meth:`weights`: with ``fit = 0`` they depend on our link only.
     """
 
@@ -60,28 +63,34 @@ class BandwidthAware:
         exclude_recent: int = 2,
         power: float = 1.0,
         fit: float = 1.0,
+        exchange_bytes: int = 100_000,
     ) -> None:
-        if max_staleness < 1 or exclude_recent < 0 or power < 0 or fit < 0:
-            raise ValueError("need max_staleness >= 1, exclude_recent >= 0, power >= 0, fit >= 0")
+        if max_staleness < 1 or exclude_recent < 0 or power < 0 or fit < 0 or exchange_bytes < 1:
+            raise ValueError(
+                "need max_staleness >= 1, exclude_recent >= 0, power >= 0, fit >= 0, "
+                "exchange_bytes >= 1"
+            )
         self.max_staleness = max_staleness
         self.exclude_recent = exclude_recent
         self.power = power
         self.fit = fit
+        self.exchange_bytes = exchange_bytes
 
     def weights(self, peers: Sequence[Peer]) -> np.ndarray:
-        """``(bandwidth / fastest) ** power * (bandwidth / capacity) ** fit``.
+        """``(rate / fastest) ** power * (rate / capacity) ** fit``.
 
         The second factor is what makes pairs match like the oracle's: a
         peer that advertises a capacity far above our link to it would be
         tied up on a slow link, so it weighs less (a slow node prefers slow
         partners; fast nodes find each other).  Unknown capacity: 1.
         """
-        known = [p.link.bandwidth for p in peers if p.link.known]
-        optimistic = max(known) if known else 1.0
-        bandwidth = np.array([p.link.bandwidth if p.link.known else optimistic for p in peers])
+        size = self.exchange_bytes
+        rates = [size / p.link.round_trip(size) if p.link.measured else 0.0 for p in peers]
+        optimistic = max(rates) or 1.0
+        rate = np.array([r or optimistic for r in rates])
         capacity = np.array([p.capacity or 0.0 for p in peers])
-        usage = np.where(capacity > 0, np.minimum(bandwidth / np.maximum(capacity, 1e-9), 1.0), 1.0)
-        weights: np.ndarray = np.power(bandwidth / bandwidth.max(), self.power)
+        usage = np.where(capacity > 0, np.minimum(rate / np.maximum(capacity, 1e-9), 1.0), 1.0)
+        weights: np.ndarray = np.power(rate / rate.max(), self.power)
         return weights * np.power(usage, self.fit)
 
     def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
