@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/transport.py
 	$(BIN)/python bench/partner_selection.py
+	$(BIN)/python bench/partner_choice.py
 	$(BIN)/python bench/swarm.py
 	$(BIN)/python bench/algorithm.py
 

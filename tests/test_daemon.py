@@ -115,6 +115,29 @@ def test_three_daemons_find_each_other_and_beat_training_alone(swarm: LocalSwarm
         assert accuracy > swarm.local_only(i, steps), f"node{i}"
 
 
+@pytest.mark.parametrize("swarm", [4], indirect=True)
+def test_status_shows_a_measured_link_to_every_peer(swarm: LocalSwarm) -> None:
+    """Four daemons on loopback: each one's status gives every peer a
+    bandwidth and an RTT measured from their exchanges, not a default."""
+    swarm.start()
+
+    def measured(i: int) -> bool:
+        status = swarm.status(i)
+        return (
+            status is not None
+            and len(status["peers"]) == 3
+            and all(p["bandwidth_Bps"] and p["rtt_s"] and p["exchanges"] for p in status["peers"])
+        )
+
+    for i in range(4):
+        wait_for(f"daemon {i} to measure all its links", lambda i=i: measured(i))
+    status = swarm.status(0)
+    assert status is not None
+    for peer in status["peers"]:
+        assert 0 < peer["rtt_s"] < 1.0  # loopback, with a busy machine's scheduling
+        assert peer["bandwidth_Bps"] > 1e6
+
+
 @pytest.mark.parametrize("swarm", [2], indirect=True)
 def test_kill_9_then_restart_resumes_from_the_checkpoint(swarm: LocalSwarm) -> None:
     swarm.start()

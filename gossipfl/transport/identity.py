@@ -123,6 +123,13 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _serial() -> int:
+    """A random 159-bit serial with its top bit set: its DER encoding, so
+    every certificate's size, is the same each time (a simulated TLS
+    handshake then takes the same virtual time in every run)."""
+    return x509.random_serial_number() | (1 << 158)
+
+
 def make_ca(
     name: str = "gossipfl swarm", days: int = CA_DAYS
 ) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
@@ -135,7 +142,7 @@ def make_ca(
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(_serial())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -177,7 +184,7 @@ def issue_certificate(
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)]))
         .issuer_name(ca_certificate.subject)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(_serial())
         .not_valid_before(start)
         .not_valid_after(start + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
