@@ -27,9 +27,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._table import print_table, write_json  # noqa: E402
-from simnet.scenario import BUILT_IN  # noqa: E402
-from simnet.simulate import SimulationSpec, run_simulation  # noqa: E402
+from _table import print_table, write_json
+
+from simnet.scenario import BUILT_IN
+from simnet.simulate import SimulationSpec, run_simulation
 
 SELECTORS = ("uniform", "bandwidth", "oracle-matching")
 
