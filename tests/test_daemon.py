@@ -10,6 +10,7 @@ wall clock, and they wait on counters and events with generous deadlines
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -130,7 +131,7 @@ def test_status_shows_a_measured_link_to_every_peer(swarm: LocalSwarm) -> None:
         )
 
     for i in range(4):
-        wait_for(f"daemon {i} to measure all its links", lambda i=i: measured(i))
+        wait_for(f"daemon {i} to measure all its links", functools.partial(measured, i))
     status = swarm.status(0)
     assert status is not None
     for peer in status["peers"]:
