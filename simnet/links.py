@@ -126,10 +126,9 @@ class Fabric:
             stream.break_both()
 
     def _drop_unreachable(self) -> None:
-        for pair, streams in list(self._streams.items()):
-            a, b = (*pair, *pair)[:2]
-            if not self.reachable(a, b):
-                for stream in list(streams):
+        for streams in list(self._streams.values()):
+            for stream in list(streams):
+                if not self.reachable(stream.host, stream.peer_host):
                     stream.break_both()
 
     # -- transfers ------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from simnet.links import EmulatedWire, Fabric, HostLink
 from simnet.oracle import MatchingOracle, OracleSelector
 from simnet.rounds import node_trainer
 from simnet.scenario import MBIT, Event, Scenario
-from simnet.swarm import SwarmSpec, make_identities, node_config
+from simnet.swarm import SwarmSpec, make_identities, node_config, start_times
 
 ORACLE = "oracle-matching"
 
@@ -242,16 +242,11 @@ class Simulation:
     # -- the run --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        spec = self.spec
-        rng = np.random.default_rng([spec.seed, 0x57A27])
-        offsets = rng.uniform(0.0, self.swarm.step_cost_s, spec.size)
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
-            for member, offset in sorted(
-                zip(self.members, offsets, strict=True), key=lambda p: p[1]
-            ):
+            for index, offset in start_times(self.swarm):
                 await trio.sleep_until(start + offset)
-                await self._start(nursery, member, restore=False)
+                await self._start(nursery, self.members[index], restore=False)
             await self._monitor(nursery, start)
             nursery.cancel_scope.cancel()
 

@@ -147,6 +147,18 @@ def in_process_node(
     )
 
 
+def start_times(spec: SwarmSpec) -> list[tuple[int, float]]:
+    """(node index, seconds after the start) for every node, in start order.
+
+    Nodes start at seeded random moments within the first local step: real
+    devices never start in the same instant, and nodes that did would
+    finish every step together and find every partner busy.
+    """
+    rng = np.random.default_rng([spec.seed, 0x57A27])
+    offsets = rng.uniform(0.0, spec.step_cost_s, spec.peers)
+    return sorted(enumerate(offsets.tolist()), key=lambda item: item[1])
+
+
 class InProcessSwarm:
     """The nodes of one spec, built and ready to run in a trio run."""
 
@@ -167,20 +179,14 @@ class InProcessSwarm:
         )
 
     async def run(self, duration_s: float) -> None:
-        """Start every node, let them gossip for ``duration_s``, stop them
-        (each writes its final checkpoint and says bye).
-
-        Nodes start at seeded random moments within the first local step:
-        real devices never start in the same instant, and nodes that did
-        would finish every step together and find every partner busy.
-        """
-        rng = np.random.default_rng([self.spec.seed, 0x57A27])
-        offsets = rng.uniform(0.0, self.spec.step_cost_s, self.spec.peers)
+        """Start every node (at :func:`start_times`), let them gossip for
+        ``duration_s``, stop them (each writes its final checkpoint and
+        says bye)."""
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
-            for node, offset in sorted(zip(self.nodes, offsets, strict=True), key=lambda p: p[1]):
+            for index, offset in start_times(self.spec):
                 await trio.sleep_until(start + offset)
-                await nursery.start(node.run)
+                await nursery.start(self.nodes[index].run)
             await trio.sleep_until(start + duration_s)
             nursery.cancel_scope.cancel()
 
