@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/partner_selection.py
 	$(BIN)/python bench/partner_choice.py
 	$(BIN)/python bench/swarm.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/algorithm.py
 
 demo: $(STAMP)

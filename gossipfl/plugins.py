@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import sys
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Final, cast
@@ -21,13 +23,25 @@ class PluginError(LookupError):
     names it and lists what is installed in its group."""
 
 
+def _group(group: str) -> tuple[EntryPoint, ...]:
+    return _scan(group, tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=64)
+def _scan(group: str, path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
+    """Scanning every installed distribution takes milliseconds, and a
+    simulation loads plug-ins for each of its thousands of nodes: scan once
+    per group and ``sys.path`` (a changed path may hold new plug-ins)."""
+    return tuple(entry_points(group=group))
+
+
 def installed(group: str) -> list[str]:
     """Names registered in an entry point ``group``, sorted."""
-    return sorted({ep.name for ep in entry_points(group=group)})
+    return sorted({ep.name for ep in _group(group)})
 
 
 def _entry_point(group: str, name: str) -> EntryPoint:
-    matches = [ep for ep in entry_points(group=group) if ep.name == name]
+    matches = [ep for ep in _group(group) if ep.name == name]
     if not matches:
         raise PluginError(
             f"no {group} plug-in named {name!r}; installed: {', '.join(installed(group)) or 'none'}"

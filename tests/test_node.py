@@ -254,7 +254,7 @@ async def test_a_fresh_node_answers_busy_until_its_join_pull_is_done(
     pulled = np.linspace(5, 6, DIM, dtype=np.float32)
     b = make_node(b_identity, wire, hub, name="b", start_from=_start(1))
     c = make_node(c_identity, wire, hub, name="c")  # fresh: joins by pulling
-    server = Member(server_identity, wire, hub)  # sorts first: c pulls from it
+    server = Member(server_identity, wire, hub)  # c starts first: it pulls from the server
 
     async def slow_model_server(channel: MessageChannel) -> None:
         await channel.receive()
@@ -271,7 +271,7 @@ async def test_a_fresh_node_answers_busy_until_its_join_pull_is_done(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, slow_model_server)
-        async with running(b, c):
+        async with running(c, b):
             await trio.sleep(1.2)
             assert not _ready(c)  # still pulling
             assert b.counters.busy > 5  # b asked c (and the server) and was told busy

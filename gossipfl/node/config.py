@@ -285,7 +285,7 @@ compressor = "topk-ef"         # topk-ef | randk-shared | dense (the whole swarm
 density = 0.01                 # share of coordinates per exchange
 value_dtype = "float32"        # float32 | float16 on the wire
 selector = "bandwidth"         # bandwidth | uniform
-max_staleness = 200            # rounds before a peer must be contacted
+max_staleness = 200            # rounds before a peer must be contacted (>= 4 x peers)
 exchange_budget_s = 2.0        # shrink an exchange to fit this on a slow link
 round_interval_s = 0.0         # pause between rounds
 exchange_timeout_s = 30.0       # most an exchange may take (usually far less: sized to it)

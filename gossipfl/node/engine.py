@@ -19,6 +19,7 @@ generator, so a swarm under ``trio.testing.MockClock`` is reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -49,7 +50,13 @@ from gossipfl.node.partner import (
 from gossipfl.node.state import Counters, NodeStatus, StateStore
 from gossipfl.plugins import PluginError, load_compressor, load_selector, wire_name
 from gossipfl.protocol import PROTOCOL_VERSION, Hello
-from gossipfl.topology.discovery import Announcement, Discovery, Joined, unbounded_channel
+from gossipfl.topology.discovery import (
+    Announcement,
+    Discovery,
+    Joined,
+    Left,
+    unbounded_channel,
+)
 from gossipfl.topology.links import LinkEstimate
 from gossipfl.topology.peers import Peer, PeerTable
 from gossipfl.topology.selectors import Selector
@@ -68,6 +75,14 @@ DiscoveryFactory = Callable[[Announcement], Discovery]
 log = structlog.get_logger("gossipfl.node")
 JOIN_WAIT_S: Final = 3.0  # how long a fresh node waits for a peer to pull a model from
 CANDIDATES: Final = 3  # partners tried per round at most
+# Peers a round chooses among: all of them up to this many, else a fresh
+# random sample of this many (ranking every peer of a swarm of thousands,
+# every round, would cost more than the exchange).
+CONSIDERED: Final = 128
+# Discovery events are taken in batches at most this often: a swarm that
+# starts together announces n peers to each of n nodes, and a wake-up per
+# announcement would cost more than the announcements.
+DISCOVERY_BATCH_S: Final = 0.05
 # What a failed contact looks like; anything else is a bug on our side.
 CONTACT_ERRORS: Final = (PeerError, HandshakeError, OSError)
 _FRAME_OVERHEAD: Final = 4096  # msgpack map, field names, xid: far less than this
@@ -307,27 +322,39 @@ class GossipNode:
         self.table.succeeded(node_id, trio.current_time(), self.counters.rounds)
 
     async def _follow_discovery(self, events: trio.MemoryReceiveChannel[Any]) -> None:
-        async for event in events:
-            now = trio.current_time()
-            if isinstance(event, Joined):
-                peer = event.peer
-                self.table.announced(
-                    peer.node_id,
-                    peer.host,
-                    peer.port,
-                    peer.swarm_id,
-                    peer.protocol_version,
-                    now,
-                    self.counters.rounds,
-                )
-                self._peer_seen.set()
-                log.info(
-                    "peer_discovered", peer=peer.node_id[:12], address=f"{peer.host}:{peer.port}"
-                )
-            else:
-                self.table.withdrawn(event.node_id)
-                await self.channels.drop(event.node_id)
-                log.info("peer_left", peer=event.node_id[:12])
+        async for first in events:
+            batch = [first]
+            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                while True:  # what else is queued, without a checkpoint each
+                    batch.append(events.receive_nowait())
+            joined = [event.peer for event in batch if isinstance(event, Joined)]
+            self._joined(joined)
+            for event in batch:
+                if isinstance(event, Left):
+                    self.table.withdrawn(event.node_id)
+                    await self.channels.drop(event.node_id)
+                    log.info("peer_left", peer=event.node_id[:12])
+            await trio.sleep(DISCOVERY_BATCH_S)  # let the next ones queue up
+
+    def _joined(self, peers: list[Announcement]) -> None:
+        now, round_ = trio.current_time(), self.counters.rounds
+        for peer in peers:
+            self.table.announced(
+                peer.node_id,
+                peer.host,
+                peer.port,
+                peer.swarm_id,
+                peer.protocol_version,
+                now,
+                round_,
+            )
+        if len(peers) == 1:
+            peer = peers[0]
+            log.info("peer_discovered", peer=peer.node_id[:12], address=f"{peer.host}:{peer.port}")
+        elif peers:  # a swarm that started together: one line, not hundreds
+            log.info("peers_discovered", count=len(peers))
+        if peers:
+            self._peer_seen.set()
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -374,7 +401,9 @@ class GossipNode:
         try:
             with trio.move_on_after(JOIN_WAIT_S):
                 await self._peer_seen.wait()
-            for peer in self.table.live(trio.current_time())[:CANDIDATES]:
+            # In the selector's order, not the table's: a swarm that starts
+            # together would otherwise all pull from the same first peer.
+            for peer in self._ranked()[:CANDIDATES]:
                 seconds = self.deadlines.seconds(peer.link, SMALL_MESSAGE, 4 * self.model.dim)
                 deadline = trio.current_time() + seconds
                 try:
@@ -414,9 +443,7 @@ class GossipNode:
         first exchange: training never waits longer behind it."""
         if self.model.busy():
             return  # answering a peer right now: one exchange at a time; next round
-        ranked = self.selector.rank(
-            self.table.live(trio.current_time()), self.counters.rounds, self.rng
-        )
+        ranked = self._ranked()
         round_end: float | None = None
         busy = self.counters.busy
         for peer in ranked[:CANDIDATES]:
@@ -434,6 +461,11 @@ class GossipNode:
             # instant every round and find each other busy forever; a
             # random pause shifts our phase for good (as in CSMA backoff).
             await trio.sleep(self.rng.uniform(0.0, self.participant.terms.busy_retry_s))
+
+    def _ranked(self) -> list[Peer]:
+        """Live peers (or a random sample of them) in the selector's order."""
+        candidates = self.table.sample(trio.current_time(), CONSIDERED, self.rng)
+        return self.selector.rank(candidates, self.counters.rounds, self.rng)
 
     def _plan(self, peer: Peer) -> tuple[int, float]:
         """How many coordinates to exchange with ``peer``, and how long the

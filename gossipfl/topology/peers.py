@@ -8,6 +8,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from gossipfl.topology.links import LinkEstimate
 
 
@@ -89,6 +91,17 @@ class PeerTable:
         """Peers that may be contacted now, in a stable order (by node id)."""
         peers = self._peers
         return [peer for node_id in self._order if (peer := peers[node_id]).live(now)]
+
+    def sample(self, now: float, size: int, rng: np.random.Generator) -> list[Peer]:
+        """The live peers when there are at most ``size`` of them, else
+        about ``size`` live ones drawn at random (in table order).  Costs
+        O(size), not O(table): a node of a large swarm ranks a fresh random
+        sample each round instead of every peer it knows."""
+        if len(self._order) <= size:
+            return self.live(now)
+        picks = np.sort(rng.choice(len(self._order), size=size, replace=False)).tolist()
+        peers, order = self._peers, self._order
+        return [peer for i in picks if (peer := peers[order[i]]).live(now)]
 
     def announced(
         self,

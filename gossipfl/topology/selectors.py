@@ -36,12 +36,20 @@ class Uniform:
         return [peers[i] for i in rng.permutation(len(peers))]
 
 
+# A node reaches each of n peers within max(max_staleness, this x n) rounds:
+# forced contacts then take at most 1/this of its rounds.
+STALENESS_PER_PEER = 4
+
+
 class BandwidthAware:
     """GossipFL-style and decentralized: prefer fast links, starve none.
 
     1. Peers about to go ``max_staleness`` rounds without contact (either
-       way) come first, earliest deadline first: every peer is reached at
-       least once every ``max_staleness`` rounds.
+       way) come first, earliest deadline first (ties in random order, so
+       nodes that started together do not all call on the same peer): every
+       peer is reached at least once every ``max_staleness`` rounds, or
+       every ``STALENESS_PER_PEER`` x peers rounds in a swarm too large for
+       that, so that forced contacts never take over the choice.
     2. Then the rest, sampled without replacement with weight
        ``rate ** power``, where ``rate`` is the link's effective rate for
        an exchange of ``exchange_bytes`` (bytes over the expected round
@@ -96,7 +104,7 @@ class BandwidthAware:
     def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
         if not peers:
             return []
-        forced = self._forced(peers, round_)
+        forced = self._forced(peers, round_, rng)
         taken = {p.node_id for p in forced}
         recent = [
             p
@@ -109,25 +117,22 @@ class BandwidthAware:
         rest = [p for p in peers if p.node_id not in taken]
         return forced + _weighted_order(rest, self.weights(rest) if rest else None, rng) + recent
 
-    def _forced(self, peers: Sequence[Peer], round_: int) -> list[Peer]:
+    def _forced(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
         """Peers that must be contacted now for every deadline to hold.
 
-        A peer's deadline is its last contact + ``max_staleness``.  Serving
-        one peer per round in deadline order, the i-th must be reached
-        within i rounds; as soon as that is tight for some peer, every peer
-        up to it is forced, earliest deadline first.  Peers slip only if
-        more than ``max_staleness`` of them share one node.
+        A peer's deadline is its last contact + the staleness bound.
+        Serving one peer per round in deadline order, the i-th must be
+        reached within i rounds; as soon as that is tight for some peer,
+        every peer up to it is forced, earliest deadline first.
         """
+        bound = max(self.max_staleness, STALENESS_PER_PEER * len(peers))
         since = [p.rounds_since_contact(round_) for p in peers]
-        if self.max_staleness - max(since) - (len(peers) - 1) > 1:
+        if bound - max(since) - (len(peers) - 1) > 1:
             return []  # even the stalest peer, served last, would be in time
-        by_deadline = sorted(peers, key=lambda p: (-p.rounds_since_contact(round_), p.node_id))
-        slack = [
-            self.max_staleness - p.rounds_since_contact(round_) - i
-            for i, p in enumerate(by_deadline)
-        ]
-        tight = [i for i, s in enumerate(slack) if s <= 1]
-        return by_deadline[: tight[-1] + 1] if tight else []
+        shuffled = rng.permutation(len(peers))
+        order = sorted(shuffled, key=lambda i: -since[i])  # stable: random among equals
+        tight = [rank for rank, i in enumerate(order) if bound - since[i] - rank <= 1]
+        return [peers[i] for i in order[: tight[-1] + 1]] if tight else []
 
 
 def _weighted_order(
