@@ -28,6 +28,7 @@ test-all: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/compression_sim.py
 	$(BIN)/python bench/transport.py
 	$(BIN)/python bench/partner_selection.py
 	$(BIN)/python bench/partner_choice.py

@@ -19,6 +19,7 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
     assert SCRIPTS == [
         "algorithm.py",
         "compress.py",
+        "compression_sim.py",
         "partner_choice.py",
         "partner_selection.py",
         "scale.py",

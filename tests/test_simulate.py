@@ -198,7 +198,7 @@ def test_nodes_measure_their_links(members: list[NodeIdentity]) -> None:
     bandwidth = simulation.pair_bandwidth()
     latency = [link.latency_s for link in simulation.nominal]
     index = {m.identity.node_id: m.index for m in simulation.members}
-    checked = 0
+    checked, fitted = 0, 0
     for member in simulation.members:
         assert member.node is not None
         for peer in member.node.table.all():
@@ -207,8 +207,17 @@ def test_nodes_measure_their_links(members: list[NodeIdentity]) -> None:
                 continue
             checked += 1
             assert peer.link.measured
-            assert peer.link.known
-            rtt = 2 * (latency[member.index] + latency[j])
+            rtt, rate = 2 * (latency[member.index] + latency[j]), bandwidth[member.index, j]
             assert peer.link.rtt == pytest.approx(rtt, rel=0.25)
-            assert peer.link.bandwidth == pytest.approx(bandwidth[member.index, j], rel=0.5)
+            for nbytes in (1_000, 3_000):  # an exchange, a model pull
+                truth = rtt + nbytes / rate
+                assert peer.link.round_trip(nbytes) == pytest.approx(truth, rel=0.2)
+            # Kilobyte exchanges are mostly round trip: the bandwidth shows
+            # only in a few percent of their time, and only where sizes
+            # differ enough (round trips over one open channel are all
+            # alike) is it fitted at all; checked loosely where it is.
+            if peer.link.known:
+                fitted += 1
+                assert rate / 2 < peer.link.bandwidth < rate * 2
     assert checked >= 6 * 3
+    assert fitted >= checked // 2

@@ -4,7 +4,7 @@ idle (by then the peer has hung up its end, and each one holds a socket)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import trio
@@ -18,10 +18,20 @@ class DialledChannels:
     """Only the gossip loop takes channels from here; :meth:`holding` marks
     the one it is using so that the reaper leaves it alone."""
 
-    def __init__(self, network: Network, settings: ChannelSettings, us: Participant) -> None:
+    def __init__(
+        self,
+        network: Network,
+        settings: ChannelSettings,
+        us: Participant,
+        connected: Callable[[str, bool], None] = lambda node_id, up: None,
+    ) -> None:
+        """``connected(node_id, up)`` hears when a channel to a peer opens
+        or closes: an exchange over an open one saves the connect and the
+        hello, which the selector weighs."""
         self.network = network
         self.settings = settings
         self.us = us
+        self.connected = connected
         self._open: dict[str, MessageChannel] = {}  # by node id
         self._used: dict[str, float] = {}  # when each was last taken
         self._holding: str | None = None
@@ -49,6 +59,7 @@ class DialledChannels:
             await channel.aclose()
             raise
         self._open[peer.node_id] = channel
+        self.connected(peer.node_id, True)
         return channel, False
 
     @contextmanager
@@ -62,13 +73,15 @@ class DialledChannels:
 
     def forget(self, node_id: str) -> None:
         """Stop reusing the channel to ``node_id`` (the peer closed it)."""
-        self._open.pop(node_id, None)
+        if self._open.pop(node_id, None) is not None:
+            self.connected(node_id, False)
 
     async def drop(self, node_id: str) -> None:
         """Close and forget the channel to ``node_id``, if there is one."""
         self._used.pop(node_id, None)
         channel = self._open.pop(node_id, None)
         if channel is not None:
+            self.connected(node_id, False)
             await channel.aclose()
 
     async def reap_idle(self) -> None:
@@ -80,11 +93,13 @@ class DialledChannels:
             for node_id in list(self._open):
                 if node_id != self._holding and now - self._used.get(node_id, now) >= idle:
                     self._used.pop(node_id, None)
+                    self.connected(node_id, False)
                     await self._open.pop(node_id).say_bye(f"idle for {idle:g}s")
 
     async def say_goodbye(self, reason: str) -> None:
         """Say ``reason`` to every peer at once, close all (best effort)."""
         async with trio.open_nursery() as nursery:
-            for channel in list(self._open.values()):
+            for node_id, channel in list(self._open.items()):
+                self.connected(node_id, False)
                 nursery.start_soon(channel.say_bye, reason)
         self._open.clear()

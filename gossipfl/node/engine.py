@@ -146,7 +146,9 @@ class GossipNode:
             measured=self.table.measured,
             merged=self._merged,
         )
-        self.channels = DialledChannels(network, self.settings, self.participant)
+        self.channels = DialledChannels(
+            network, self.settings, self.participant, connected=self.table.connected
+        )
         self.metrics: dict[str, float] = {}
         # Seconds of trio time spent in each part of the loop.
         self.time_spent = {"training": 0.0, "exchanging": 0.0}

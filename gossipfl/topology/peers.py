@@ -47,6 +47,9 @@ class Peer:
     # The peer's own best measured link rate (bytes/s), as it advertises it;
     # lets a selector avoid tying up a fast peer on a slow link.
     capacity: float | None = None
+    # We hold an open, greeted channel to it: an exchange skips the connect
+    # and the hello (two round trips, more with TLS).
+    connected: bool = False
 
     def live(self, now: float) -> bool:
         """Present and not backing off after failures."""
@@ -188,6 +191,12 @@ class PeerTable:
         self._peers[node_id] = replace(
             peer, failures=failures, retry_at=now + self.backoff.delay(failures)
         )
+
+    def connected(self, node_id: str, up: bool) -> None:
+        """A channel we dialled to the peer opened (``up``) or closed."""
+        peer = self._peers.get(node_id)
+        if peer is not None and peer.connected != up:
+            self._peers[node_id] = replace(peer, connected=up)
 
     def advertised(self, node_id: str, capacity: float) -> None:
         """The peer says its best link runs at ``capacity`` bytes/s."""

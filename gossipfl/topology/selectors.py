@@ -39,6 +39,9 @@ class Uniform:
 # A node reaches each of n peers within max(max_staleness, this x n) rounds:
 # forced contacts then take at most 1/this of its rounds.
 STALENESS_PER_PEER = 4
+# Round trips a new connection costs before its first exchange: the connect
+# and the hello (a TLS handshake adds about one more, not counted).
+SETUP_ROUND_TRIPS = 2
 
 
 class BandwidthAware:
@@ -52,10 +55,11 @@ class BandwidthAware:
        that, so that forced contacts never take over the choice.
     2. Then the rest, sampled without replacement with weight
        ``rate ** power``, where ``rate`` is the link's effective rate for
-       an exchange of ``exchange_bytes`` (bytes over the expected round
-       trip, so latency counts as much as bandwidth does: small exchanges
-       are decided by RTT, large ones by bandwidth).  A link never measured
-       is explored optimistically: it weighs as much as the fastest one.
+       an exchange of ``exchange_bytes``: bytes over the expected time,
+       which is the round trip plus, where no channel to the peer is open,
+       the connect and the hello (so latency counts as much as bandwidth:
+       small exchanges are decided by RTT, large ones by bandwidth).  A
+       link never measured weighs as much as the slowest known one.
     3. Peers exchanged with in the last ``exclude_recent`` rounds come last,
        so a node does not keep averaging with the same partner.
 
@@ -68,8 +72,8 @@ class BandwidthAware:
     def __init__(
         self,
         max_staleness: int = 200,
-        exclude_recent: int = 2,
-        power: float = 1.0,
+        exclude_recent: int = 1,
+        power: float = 2.0,
         fit: float = 1.0,
         exchange_bytes: int = 100_000,
     ) -> None:
@@ -85,19 +89,31 @@ class BandwidthAware:
         self.exchange_bytes = exchange_bytes
 
     def weights(self, peers: Sequence[Peer]) -> np.ndarray:
-        """``(rate / fastest) ** power * (rate / capacity) ** fit``.
+        """``(rate / fastest) ** power * (link / capacity) ** fit``.
 
-        The second factor is what makes pairs match like the oracle's: a
-        peer that advertises a capacity far above our link to it would be
-        tied up on a slow link, so it weighs less (a slow node prefers slow
-        partners; fast nodes find each other).  Unknown capacity: 1.
+        ``rate`` counts the connect and hello where no channel is open;
+        ``link`` is the same rate over an open channel, comparable with the
+        capacity the peer advertises.  The second factor is what makes
+        pairs match like the oracle's: a peer that advertises a capacity
+        far above our link to it would be tied up on a slow link, so it
+        weighs less (a slow node prefers slow partners; fast nodes find
+        each other).  Unknown capacity: 1.
         """
         size = self.exchange_bytes
-        rates = [size / p.link.round_trip(size) if p.link.measured else 0.0 for p in peers]
-        optimistic = max(rates) or 1.0
-        rate = np.array([r or optimistic for r in rates])
+        measured = np.array([p.link.measured for p in peers])
+        link = np.array([size / p.link.round_trip(size) for p in peers])
+        rate = np.array([size / _exchange_time(p, size) for p in peers])
+        # An unknown link is taken to be as slow as the slowest known one:
+        # a node knows few of its links, and exploring each unknown one as a
+        # fast one spends most rounds on slow partners.  Peers that contact
+        # us are measured anyway, and the staleness bound reaches the rest.
+        if measured.any():
+            link = np.where(measured, link, link[measured].min())
+            rate = np.where(measured, rate, rate[measured].min())
+        else:
+            link = rate = np.ones(len(peers))
         capacity = np.array([p.capacity or 0.0 for p in peers])
-        usage = np.where(capacity > 0, np.minimum(rate / np.maximum(capacity, 1e-9), 1.0), 1.0)
+        usage = np.where(capacity > 0, np.minimum(link / np.maximum(capacity, 1e-9), 1.0), 1.0)
         weights: np.ndarray = np.power(rate / rate.max(), self.power)
         return weights * np.power(usage, self.fit)
 
@@ -133,6 +149,14 @@ class BandwidthAware:
         order = sorted(shuffled, key=lambda i: -since[i])  # stable: random among equals
         tight = [rank for rank, i in enumerate(order) if bound - since[i] - rank <= 1]
         return [peers[i] for i in order[: tight[-1] + 1]] if tight else []
+
+
+def _exchange_time(peer: Peer, size: int) -> float:
+    """Expected seconds for an exchange of ``size`` bytes with ``peer``: the
+    round trip, plus the connect and the hello (about two more) unless a
+    channel to it is open."""
+    setup = 0.0 if peer.connected else SETUP_ROUND_TRIPS * peer.link.rtt
+    return setup + peer.link.round_trip(size)
 
 
 def _weighted_order(
