@@ -102,10 +102,11 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     partitions = list(PARTITIONS)
-    cases = CASES
+    cases: tuple[tuple[str, float], ...] = CASES
     if args.quick:
         args.peers, args.duration, partitions, cases = 6, 3.0, ["iid"], CASES[:2]
-    rows, curves = [], {}
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, dict[str, SimulationResult]] = {}
     for partition in partitions:
         curves[partition] = {}
         first = len(rows)
