@@ -33,6 +33,7 @@ from simnet.scenario import BUILT_IN
 from simnet.simulate import SimulationSpec, run_simulation
 
 SELECTORS = ("uniform", "bandwidth", "oracle-matching")
+LOWER = 0.8  # a second accuracy level timed
 
 
 def run_case(args: argparse.Namespace, peers: int, selector: str) -> dict[str, Any]:
@@ -48,11 +49,16 @@ def run_case(args: argparse.Namespace, peers: int, selector: str) -> dict[str, A
         tls=args.tls,
         target_accuracy=args.target,
     )
-    summary = run_simulation(spec).summary
+    result = run_simulation(spec)
+    summary = result.summary
+    # Time to a lower level too: near the model's ceiling, time to target
+    # measures the slowest node's tail more than the swarm's pace.
+    low = next((t.virtual_time_s for t in result.ticks if t.mean_accuracy >= LOWER), None)
     return {
         "peers": peers,
         "selector": selector,
         "time_to_target_s": summary["time_to_target_s"],
+        f"time_to_{LOWER}_s": low,
         "mean_link_mbit_s": summary["mean_link_mbit_s"],
         "communication_share": summary["communication_share"],
         "mean_accuracy": summary["mean_accuracy"],
@@ -84,6 +90,8 @@ def main() -> int:
         for row in cases.values():
             reached = row["time_to_target_s"]
             row["time_vs_uniform"] = reached / uniform if reached and uniform else None
+            low, uniform_low = row[f"time_to_{LOWER}_s"], cases["uniform"][f"time_to_{LOWER}_s"]
+            row[f"{LOWER}_vs_uniform"] = low / uniform_low if low and uniform_low else None
             row["link_vs_oracle"] = row["mean_link_mbit_s"] / oracle if oracle else None
             rows.append(row)
     columns = [
@@ -91,6 +99,8 @@ def main() -> int:
         "selector",
         "time_to_target_s",
         "time_vs_uniform",
+        f"time_to_{LOWER}_s",
+        f"{LOWER}_vs_uniform",
         "mean_link_mbit_s",
         "link_vs_oracle",
         "communication_share",

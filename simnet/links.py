@@ -117,6 +117,14 @@ class Fabric:
         self._down.add(host)
         self._drop_unreachable()
 
+    def cut_all(self) -> None:
+        """Every host goes down at once (the end of a run): all connections
+        drop, and nothing more travels."""
+        self._down.update(self.hosts)
+        for streams in list(self._streams.values()):
+            for stream in list(streams):
+                stream.break_both()
+
     def restore(self, host: str) -> None:
         self._down.discard(host)
 

@@ -51,6 +51,18 @@ def test_set_params_replaces_the_model(name: str) -> None:
         trainer.set_params(params[:-1])
 
 
+@pytest.mark.parametrize("partition", ["iid", "dirichlet"])
+def test_a_swarm_larger_than_the_data_set_still_trains(partition: str) -> None:
+    """Defect: with 3000 simulated nodes on 1,437 training images, half the
+    nodes got no data: they never learned, and reported a NaN loss."""
+    spec = TrainerSpec(options={"partition": partition}, seed=0, node_index=2999, num_nodes=3000)
+    trainer = load_trainer("digits-logreg", spec)
+    before = trainer.get_params()
+    metrics = trainer.train(5)
+    assert np.isfinite(metrics["loss"])
+    assert not np.array_equal(trainer.get_params(), before)
+
+
 def test_iid_partition_is_disjoint_and_covers_everything() -> None:
     parts = iid_partition(1000, 7, np.random.default_rng(0))
     joined = np.concatenate(parts)

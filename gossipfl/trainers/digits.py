@@ -139,6 +139,11 @@ def load_shard(spec: TrainerSpec, options: DigitsOptions) -> DigitsShard:
     else:
         parts = dirichlet_partition(y_train, spec.num_nodes, options.alpha, rng)
     mine = parts[spec.node_index]
+    if mine.size == 0:
+        # More nodes than training images (a simulated swarm of thousands
+        # on 1,437 digits): an empty shard would train on nothing and turn
+        # the model into NaN.  Such a node gets a few images others have.
+        mine = np.sort(node_rng(spec, 0x5A4E).choice(y_train.size, MIN_SAMPLES, replace=False))
     return DigitsShard(x_train[mine], y_train[mine], x_test, y_test)
 
 
