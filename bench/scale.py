@@ -58,10 +58,10 @@ def _child(source: str, *args: str) -> tuple[dict[str, Any], float, float, float
     proc = subprocess.Popen(
         [sys.executable, "-c", source, *args], stdout=subprocess.PIPE, text=True
     )
+    assert proc.stdout is not None
+    out = proc.stdout.read()  # to the end before reaping: a full pipe would block the child
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    assert proc.stdout is not None
-    out = proc.stdout.read()
     if status != 0:
         raise SystemExit(f"case {args} failed (status {status}); output: {out[-2000:]}")
     cpu = usage.ru_utime + usage.ru_stime

@@ -16,11 +16,10 @@ import trio
 from gossipfl.node.checkpoint import Checkpoint
 from gossipfl.node.compute import InlineTrainerHost, Metrics
 from gossipfl.node.config import parse_config
-from gossipfl.node.engine import GossipNode
+from gossipfl.node.engine import GossipNode, own_announcement
 from gossipfl.node.partner import ExchangeTerms, greet
 from gossipfl.node.state import MemoryStateStore
-from gossipfl.protocol import PROTOCOL_VERSION
-from gossipfl.topology.discovery import Announcement, DiscoveryHub, InMemoryDiscovery
+from gossipfl.topology.discovery import DiscoveryHub, InMemoryDiscovery
 from gossipfl.transport import (
     Address,
     ChannelSettings,
@@ -147,13 +146,7 @@ class Member:
         """Listen with ``handler`` and announce ourselves to the hub."""
         async with trio.open_nursery() as nursery:
             address: Address = await nursery.start(self.network.serve, handler, self.settings)
-            own = Announcement(
-                self.identity.node_id,
-                self.identity.swarm_id,
-                PROTOCOL_VERSION,
-                address.hosts[0],
-                address.port,
-            )
+            own = own_announcement(self.identity, address)
             events_in, _events = trio.open_memory_channel[Any](math.inf)
             await nursery.start(InMemoryDiscovery(self.hub, own).run, events_in)
             task_status.started()

@@ -272,14 +272,8 @@ class GossipNode:
                     self.address = address
                     self.participant.terms = self._terms(address.port)
                     if self.discovery is not None:
-                        own = Announcement(
-                            self.identity.node_id,
-                            self.identity.swarm_id,
-                            PROTOCOL_VERSION,
-                            address.hosts[0],
-                            address.port,
-                        )
                         events_in, events = unbounded_channel()
+                        own = own_announcement(self.identity, address)
                         await nursery.start(self.discovery(own).run, events_in)
                         nursery.start_soon(self._follow_discovery, events)
                     nursery.start_soon(self._checkpoint_loop)
@@ -554,6 +548,13 @@ class GossipNode:
             log.warning("exchange_failed", **details)
         self.table.failed(peer.node_id, trio.current_time())
         await self.channels.drop(peer.node_id)
+
+
+def own_announcement(identity: NodeIdentity, address: Address) -> Announcement:
+    """What a node listening at ``address`` announces about itself."""
+    return Announcement(
+        identity.node_id, identity.swarm_id, PROTOCOL_VERSION, address.hosts[0], address.port
+    )
 
 
 def _node_selector(config: Config, exchange_bytes: int) -> Selector:
