@@ -21,6 +21,7 @@ from gossipfl.node.config import ConfigError
 from gossipfl.node.engine import GossipNode
 from gossipfl.node.partner import Participant, greet, respond
 from gossipfl.protocol import (
+    PROTOCOL_VERSION,
     Busy,
     Bye,
     Exchange,
@@ -32,7 +33,13 @@ from gossipfl.protocol import (
     encode_message,
     frame,
 )
-from gossipfl.topology.discovery import DiscoveryHub
+from gossipfl.topology.discovery import (
+    Announcement,
+    DiscoveryHub,
+    Joined,
+    Left,
+    unbounded_channel,
+)
 from gossipfl.transport import MemoryWire, MessageChannel, NodeIdentity, PeerError
 from tests.inprocess import Member, RecordingHost, make_node
 from tests.swarm_fixtures import Swarm, model_and_terms, tls_pair
@@ -428,3 +435,20 @@ async def test_an_exchange_of_every_coordinate_fits_the_nodes_own_frame_limit(
     for node in nodes:
         assert node.counters.exchanges >= 2
         assert node.counters.failed_exchanges == 0
+
+
+async def test_a_peer_that_leaves_and_comes_back_within_one_batch_stays_live(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Discovery events are taken in batches; a restart seen as a withdrawal
+    then an announcement must end with the peer announced, not withdrawn."""
+    node = make_node(members[0], MemoryWire(), DiscoveryHub(), name="a")
+    peer = Announcement(members[1].node_id, members[1].swarm_id, PROTOCOL_VERSION, "b", 7000)
+    events_in, events = unbounded_channel()
+    for event in (Joined(peer), Left(peer.node_id), Joined(peer)):
+        events_in.send_nowait(event)
+    events_in.close()
+    await node._follow_discovery(events)
+    known = node.table.get(peer.node_id)
+    assert known is not None
+    assert known.present

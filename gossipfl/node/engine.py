@@ -54,7 +54,6 @@ from gossipfl.topology.discovery import (
     Announcement,
     Discovery,
     Joined,
-    Left,
     unbounded_channel,
 )
 from gossipfl.topology.links import LinkEstimate
@@ -323,13 +322,17 @@ class GossipNode:
             with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
                 while True:  # what else is queued, without a checkpoint each
                     batch.append(events.receive_nowait())
-            joined = [event.peer for event in batch if isinstance(event, Joined)]
-            self._joined(joined)
+            joined: list[Announcement] = []  # in order: a peer may leave and come back
             for event in batch:
-                if isinstance(event, Left):
-                    self.table.withdrawn(event.node_id)
-                    await self.channels.drop(event.node_id)
-                    log.info("peer_left", peer=event.node_id[:12])
+                if isinstance(event, Joined):
+                    joined.append(event.peer)
+                    continue
+                self._joined(joined)
+                joined = []
+                self.table.withdrawn(event.node_id)
+                await self.channels.drop(event.node_id)
+                log.info("peer_left", peer=event.node_id[:12])
+            self._joined(joined)
             await trio.sleep(DISCOVERY_BATCH_S)  # let the next ones queue up
 
     def _joined(self, peers: list[Announcement]) -> None:
