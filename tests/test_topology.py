@@ -35,6 +35,14 @@ def _table(
     return table
 
 
+def test_an_rtt_below_what_the_samples_resolve_is_tiny_not_zero() -> None:
+    """Defect: on loopback the fit's intercept fell below zero and status
+    showed a measured RTT of 0 s."""
+    link = LinkEstimate().observe(1_000, 0.0005).observe(100_000, 0.1)
+    assert 0 < link.rtt <= 1e-4
+    assert link.round_trip(100_000) == pytest.approx(0.1, rel=0.05)
+
+
 def test_the_fit_separates_rtt_from_bandwidth() -> None:
     link = LinkEstimate()
     assert (link.bandwidth, link.known, link.measured) == (PRIOR_BANDWIDTH, False, False)

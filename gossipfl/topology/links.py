@@ -35,6 +35,10 @@ FASTEST: Final = 1.25e9
 # most likely held up (the peer was busy, the link shared): it is left out,
 # unless OUTLIERS_TO_REFIT such come in a row (then the link has changed).
 OUTLIER_FACTOR: Final = 3.0
+# Seconds: no round trip between two hosts takes less (loopback takes tens
+# of microseconds).  A fit whose intercept falls below it saw scheduling
+# noise, not latency: the RTT is too small to tell, not zero.
+MIN_RTT: Final = 1e-5
 OUTLIERS_TO_REFIT: Final = 3
 
 _Sums = tuple[float, float, float, float, float]  # weight, x, y, x*x, x*y
@@ -86,8 +90,8 @@ class LinkEstimate:
             per_byte = (sxy / w - mean_x * mean_y) / var_x
             bandwidth, fitted = 1.0 / per_byte if per_byte > 1.0 / FASTEST else FASTEST, True
         rtt = mean_y - mean_x / bandwidth
-        if rtt < 0:  # noise: no latency at all explains the samples best
-            rtt = 0.0
+        if rtt < MIN_RTT:  # noise: no latency at all explains the samples best
+            rtt = MIN_RTT
             if fitted and sxy > 0:
                 bandwidth = min(sxx / sxy, FASTEST)
         return replace(
