@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import math
 import tempfile
 import time
@@ -442,6 +443,26 @@ def counted_logs(level: str | None) -> Iterator[Counter[str]]:
         structlog.configure(**old)
 
 
+@contextlib.contextmanager
+def rare_collections() -> Iterator[None]:
+    """Python's cycle collector, tuned for a simulation's heap.
+
+    A thousand nodes hold about a gigabyte of objects that live for the
+    whole run, and the default thresholds scan all of it every few
+    hundred thousand allocations: measured, 1000 peers took 77 s with them
+    and 58 s with these (55 s with no collection at all, and the same peak
+    memory: little of what a run allocates is cyclic garbage).  Young
+    objects are still collected, so the ``Cancelled`` exceptions trio
+    raises (each a cycle through its traceback) do not pile up.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def run_simulation(
     spec: SimulationSpec,
     *,
@@ -457,7 +478,7 @@ def run_simulation(
         clock = trio.testing.MockClock(autojump_threshold=0)
         with counted_logs(log_level) as counts:
             started = time.perf_counter()  # what the run cost us; no node sees it
-            with seeded_scheduler(spec.seed):
+            with seeded_scheduler(spec.seed), rare_collections():
                 trio.run(simulation.run, clock=clock)
             wall = time.perf_counter() - started
         return SimulationResult(simulation.summary(wall), simulation.ticks, dict(counts))

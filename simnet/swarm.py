@@ -97,7 +97,7 @@ def make_identities(root: Path, count: int, seed: int) -> list[NodeIdentity]:
     init_swarm(root / "swarm")
     identities = []
     for i in range(count):
-        keygen(root / "swarm", root / f"node{i}", key=node_key(seed, i))
+        keygen(root / "swarm", root / f"node{i}", key=node_key(seed, i), durable=False)
         identities.append(NodeIdentity.from_dir(root / f"node{i}"))
     return identities
 

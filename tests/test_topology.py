@@ -117,6 +117,22 @@ def test_failures_back_off_exponentially_and_a_new_address_resets() -> None:
     assert table.live(106.5) != []
 
 
+@given(st.integers(0, 2**32))
+def test_a_sample_of_a_large_table_holds_every_connected_live_peer(seed: int) -> None:
+    table = _table(60)
+    for i in (3, 17, 42, 59):
+        table.connected(f"peer{i:02d}", True)
+    table.connected("peer42", False)  # closed again
+    table.failed("peer59", now=0.0)  # backing off: not live
+    sample = table.sample(0.5, 10, np.random.default_rng(seed))
+    ids = [p.node_id for p in sample]
+    assert len(ids) == len(set(ids)) == 10 - 1  # the one backing off drops out
+    assert {"peer03", "peer17"} <= set(ids)
+    assert "peer59" not in ids
+    assert all(p.live(0.5) for p in sample)
+    assert len(table.sample(0.5, 60, np.random.default_rng(seed))) == 59  # small: all live
+
+
 selectors = st.sampled_from([Uniform(), BandwidthAware(max_staleness=5), BandwidthAware(power=2.0)])
 
 

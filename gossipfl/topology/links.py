@@ -44,7 +44,7 @@ OUTLIERS_TO_REFIT: Final = 3
 _Sums = tuple[float, float, float, float, float]  # weight, x, y, x*x, x*y
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a node of a large swarm holds one per peer
 class LinkEstimate:
     """What is known about the link to one peer."""
 

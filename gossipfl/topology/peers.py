@@ -6,11 +6,13 @@ node's gossip ``round`` where they matter; nothing reads a clock.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from gossipfl.topology.links import LinkEstimate
+
+UNKNOWN_LINK = LinkEstimate()
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,9 @@ class Backoff:
         return min(self.base * 2.0 ** (failures - 1), self.cap)
 
 
-@dataclass(frozen=True)
+# Slots: a simulated swarm of a thousand holds a million of these (a
+# gigabyte with a dict each).
+@dataclass(frozen=True, slots=True)
 class Peer:
     node_id: str
     host: str
@@ -43,7 +47,7 @@ class Peer:
     exchanges: int = 0  # exchanges with it, either way
     failures: int = 0
     retry_at: float = 0.0
-    link: LinkEstimate = field(default_factory=LinkEstimate)
+    link: LinkEstimate = UNKNOWN_LINK  # immutable: one shared default
     # The peer's own best measured link rate (bytes/s), as it advertises it;
     # lets a selector avoid tying up a fast peer on a slow link.
     capacity: float | None = None
@@ -77,6 +81,7 @@ class PeerTable:
         self._peers: dict[str, Peer] = {}
         self._order: list[str] = []  # node ids, sorted: live() is asked every round
         self._fastest: tuple[float, str] | None = None  # best measured link, and whose
+        self._connected: set[str] = set()  # node ids we hold a channel to
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -97,14 +102,21 @@ class PeerTable:
 
     def sample(self, now: float, size: int, rng: np.random.Generator) -> list[Peer]:
         """The live peers when there are at most ``size`` of them, else
-        about ``size`` live ones drawn at random (in table order).  Costs
-        O(size), not O(table): a node of a large swarm ranks a fresh random
-        sample each round instead of every peer it knows."""
+        about ``size`` live ones: those we hold a channel to, and the rest
+        drawn at random (in table order).  Costs O(size), not O(table): a
+        node of a large swarm ranks a fresh random sample each round
+        instead of every peer it knows.  Connected peers are always in it:
+        an exchange over an open channel is the cheapest there is, and
+        would otherwise be seen only when chance draws it."""
         if len(self._order) <= size:
             return self.live(now)
-        picks = np.sort(rng.choice(len(self._order), size=size, replace=False)).tolist()
         peers, order = self._peers, self._order
-        return [peer for i in picks if (peer := peers[order[i]]).live(now)]
+        picks = np.sort(rng.choice(len(order), size=size, replace=False)).tolist()
+        drawn = [peers[order[i]] for i in picks]
+        connected = [peers[node_id] for node_id in sorted(self._connected)]
+        chosen = {p.node_id for p in connected}
+        extra = [p for p in drawn if p.node_id not in chosen][: max(size - len(connected), 0)]
+        return [p for p in connected + extra if p.live(now)]
 
     def announced(
         self,
@@ -197,6 +209,7 @@ class PeerTable:
         peer = self._peers.get(node_id)
         if peer is not None and peer.connected != up:
             self._peers[node_id] = replace(peer, connected=up)
+            (self._connected.add if up else self._connected.discard)(node_id)
 
     def advertised(self, node_id: str, capacity: float) -> None:
         """The peer says its best link runs at ``capacity`` bytes/s."""

@@ -122,6 +122,22 @@ def dirichlet_partition(
     return [np.sort(np.array(share, dtype=np.int64)) for share in shares]
 
 
+@functools.lru_cache(maxsize=4)
+def _partition(seed: int, num_nodes: int, partition: str, alpha: float) -> tuple[Labels, ...]:
+    """Every node's share of the training split.  Cached: a simulated swarm
+    builds all its trainers in one process, and each would otherwise split
+    the whole set again (a thousand nodes: a million array slices)."""
+    y_train = _split(seed)[1]
+    rng = np.random.default_rng([seed, num_nodes, 0xD161])
+    if partition == "iid":
+        parts = iid_partition(y_train.size, num_nodes, rng)
+    else:
+        parts = dirichlet_partition(y_train, num_nodes, alpha, rng)
+    for part in parts:
+        part.flags.writeable = False  # shared by every trainer of the run
+    return tuple(parts)
+
+
 def load_shard(spec: TrainerSpec, options: DigitsOptions) -> DigitsShard:
     """This node's training data and the shared test set.
 
@@ -133,12 +149,7 @@ def load_shard(spec: TrainerSpec, options: DigitsOptions) -> DigitsShard:
         return DigitsShard(x_train, y_train, x_test, y_test)
     if not 0 <= spec.node_index < spec.num_nodes:
         raise ValueError(f"node_index {spec.node_index} outside 0..{spec.num_nodes - 1}")
-    rng = np.random.default_rng([spec.seed, spec.num_nodes, 0xD161])
-    if options.partition == "iid":
-        parts = iid_partition(y_train.size, spec.num_nodes, rng)
-    else:
-        parts = dirichlet_partition(y_train, spec.num_nodes, options.alpha, rng)
-    mine = parts[spec.node_index]
+    mine = _partition(spec.seed, spec.num_nodes, options.partition, options.alpha)[spec.node_index]
     if mine.size == 0:
         # More nodes than training images (a simulated swarm of thousands
         # on 1,437 digits): an empty shard would train on nothing and turn

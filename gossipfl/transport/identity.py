@@ -66,7 +66,7 @@ def swarm_id_of(ca_certificate: x509.Certificate) -> str:
 # -- files ---------------------------------------------------------------------------
 
 
-def _write(path: Path, data: bytes, *, private: bool, force: bool) -> None:
+def _write(path: Path, data: bytes, *, private: bool, force: bool, durable: bool = True) -> None:
     if path.exists() and not force:
         raise IdentityError(f"{path} exists; refusing to overwrite it (use --force to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,8 @@ def _write(path: Path, data: bytes, *, private: bool, force: bool) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -225,10 +226,16 @@ def _load_ca(swarm_dir: Path) -> tuple[ed25519.Ed25519PrivateKey, x509.Certifica
 
 
 def _install_certificate(
-    node_dir: Path, certificate: x509.Certificate, ca: x509.Certificate, force: bool
+    node_dir: Path,
+    certificate: x509.Certificate,
+    ca: x509.Certificate,
+    force: bool,
+    durable: bool = True,
 ) -> None:
-    _write(node_dir / NODE_CERT, _cert_pem(certificate), private=False, force=force)
-    _write(node_dir / CA_CERT, _cert_pem(ca), private=False, force=True)
+    _write(
+        node_dir / NODE_CERT, _cert_pem(certificate), private=False, force=force, durable=durable
+    )
+    _write(node_dir / CA_CERT, _cert_pem(ca), private=False, force=True, durable=durable)
 
 
 def keygen(
@@ -237,10 +244,13 @@ def keygen(
     *,
     force: bool = False,
     key: ed25519.Ed25519PrivateKey | None = None,
+    durable: bool = True,
 ) -> str:
     """A node key and CA-signed certificate in ``node_dir``; returns the node
     id.  ``key``: use this key instead of a new one (a simulation derives
-    its nodes' keys from its seed, so node ids repeat from run to run)."""
+    its nodes' keys from its seed, so node ids repeat from run to run).
+    ``durable=False`` skips the fsyncs, for throwaway identities (a
+    simulation's thousand, in a temporary folder)."""
     ca_key, ca_certificate = _load_ca(swarm_dir)
     if (node_dir / NODE_KEY).exists() and not force:
         raise IdentityError(
@@ -248,8 +258,8 @@ def keygen(
         )
     key = key or ed25519.Ed25519PrivateKey.generate()
     certificate = issue_certificate(ca_key, ca_certificate, key.public_key())
-    _write(node_dir / NODE_KEY, _key_pem(key), private=True, force=force)
-    _install_certificate(node_dir, certificate, ca_certificate, force)
+    _write(node_dir / NODE_KEY, _key_pem(key), private=True, force=force, durable=durable)
+    _install_certificate(node_dir, certificate, ca_certificate, force, durable)
     return node_id_of(certificate)
 
 
