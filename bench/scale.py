@@ -14,7 +14,7 @@ Targets (issue 9): 1000 peers, about 20 exchanges per node, TLS off: under
 40 s wall and 2 GB peak RSS on a 2-core machine; with TLS on, under 4
 minutes.
 
-    python bench/scale.py [--peers 100 300 1000] [--rounds 23] [--no-tls-on]
+    python bench/scale.py [--peers 100 300 1000] [--rounds 19] [--no-tls-on]
         [--quick] [--json FILE]
 """
 
@@ -87,7 +87,7 @@ def _row(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, nargs="+", default=[100, 300, 1000])
-    parser.add_argument("--rounds", type=float, default=23.0, help="mean gossip rounds per node")
+    parser.add_argument("--rounds", type=float, default=19.0, help="mean gossip rounds per node (19: about 20 exchanges each)")
     parser.add_argument("--no-tls-on", action="store_true", help="skip the TLS-on cases")
     parser.add_argument("--quick", action="store_true", help="100 peers, 10 rounds, TLS off")
     parser.add_argument("--json", default=None)

@@ -252,6 +252,7 @@ class Simulation:
             # Measured: the run is over.  Stopping a thousand nodes politely
             # (a bye on every channel) would cost a sixth of the wall time.
             self.fabric.cut_all()
+            self.hub.close()
             nursery.cancel_scope.cancel()
 
     async def _monitor(self, nursery: trio.Nursery, start: float) -> None:
@@ -473,7 +474,7 @@ def run_simulation(
     """Run ``spec`` to its end; identities go to ``workdir`` (default: a
     temporary folder)."""
     with tempfile.TemporaryDirectory(prefix="gossipfl-sim-") as tmp:
-        identities = make_identities(workdir or Path(tmp), spec.size, spec.seed)
+        identities = make_identities(workdir or Path(tmp), spec.size, spec.seed, files=spec.tls)
         simulation = Simulation(spec, identities, on_tick)
         clock = trio.testing.MockClock(autojump_threshold=0)
         with counted_logs(log_level) as counts:

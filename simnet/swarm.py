@@ -41,7 +41,14 @@ from gossipfl.node.state import MemoryStateStore
 from gossipfl.topology.discovery import DiscoveryHub, InMemoryDiscovery
 from gossipfl.trainers import Trainer
 from gossipfl.transport import MemoryNetwork, MemoryWire, NodeIdentity
-from gossipfl.transport.identity import init_swarm, keygen
+from gossipfl.transport.identity import (
+    CA_CERT,
+    NODE_CERT,
+    NODE_KEY,
+    init_swarm,
+    keygen,
+    spki_sha256,
+)
 from simnet.determinism import seeded_scheduler
 from simnet.rounds import node_trainer
 
@@ -91,14 +98,29 @@ def node_key(seed: int, index: int) -> ed25519.Ed25519PrivateKey:
     return ed25519.Ed25519PrivateKey.from_private_bytes(digest)
 
 
-def make_identities(root: Path, count: int, seed: int) -> list[NodeIdentity]:
+def make_identities(root: Path, count: int, seed: int, *, files: bool = True) -> list[NodeIdentity]:
     """A throwaway swarm CA in ``root`` and ``count`` member identities whose
-    keys derive from ``seed``."""
-    init_swarm(root / "swarm")
+    keys derive from ``seed``.  ``files=False``: the node ids only, with no
+    key or certificate written (a run without TLS reads none; a thousand
+    nodes' files cost a second)."""
+    swarm_id = init_swarm(root / "swarm")
     identities = []
     for i in range(count):
-        keygen(root / "swarm", root / f"node{i}", key=node_key(seed, i), durable=False)
-        identities.append(NodeIdentity.from_dir(root / f"node{i}"))
+        node_dir = root / f"node{i}"
+        if files:
+            keygen(root / "swarm", node_dir, key=node_key(seed, i), durable=False)
+            identities.append(NodeIdentity.from_dir(node_dir))
+            continue
+        node_id = spki_sha256(node_key(seed, i).public_key()).hex()
+        identities.append(
+            NodeIdentity(
+                node_dir / NODE_CERT,
+                node_dir / NODE_KEY,
+                root / "swarm" / CA_CERT,
+                node_id,
+                swarm_id,
+            )
+        )
     return identities
 
 

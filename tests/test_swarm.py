@@ -3,10 +3,12 @@ learns, and one seed gives one result."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from simnet.swarm import SwarmResult, SwarmSpec, local_only_accuracy, run_swarm
+from simnet.swarm import SwarmResult, SwarmSpec, local_only_accuracy, make_identities, run_swarm
 
 SPEC = SwarmSpec(
     peers=16,
@@ -50,3 +52,13 @@ def test_one_seed_gives_bit_identical_models_and_counters(
         assert np.array_equal(a.params, b.params)
     # and it is not trivially so: the nodes hold different models
     assert not np.array_equal(first.nodes[0].params, first.nodes[1].params)
+
+
+def test_identities_without_files_have_the_ids_of_the_real_ones(tmp_path: Path) -> None:
+    """A run without TLS writes no keys, yet its nodes keep the node ids
+    (and so the partner choices and results) they have with TLS."""
+    real = make_identities(tmp_path / "tls", 3, seed=7)
+    bare = make_identities(tmp_path / "plain", 3, seed=7, files=False)
+    assert [i.node_id for i in bare] == [i.node_id for i in real]
+    assert len({i.node_id for i in real}) == 3
+    assert not bare[0].key_path.exists()
