@@ -87,7 +87,12 @@ def _row(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", type=int, nargs="+", default=[100, 300, 1000])
-    parser.add_argument("--rounds", type=float, default=19.0, help="mean gossip rounds per node (19: about 20 exchanges each)")
+    parser.add_argument(
+        "--rounds",
+        type=float,
+        default=19.0,
+        help="mean gossip rounds per node (19: about 20 exchanges each)",
+    )
     parser.add_argument("--no-tls-on", action="store_true", help="skip the TLS-on cases")
     parser.add_argument("--quick", action="store_true", help="100 peers, 10 rounds, TLS off")
     parser.add_argument("--json", default=None)

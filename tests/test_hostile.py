@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from gossipfl.compress import encode_indices, encode_values
-from gossipfl.node.partner import Outcome, Participant, greet, initiate, respond
+from gossipfl.node.partner import Outcome, Participant, greet, initiate, pull_model, respond
 from gossipfl.protocol import (
     PROTOCOL_VERSION,
     Bye,
@@ -25,6 +25,8 @@ from gossipfl.protocol import (
     ExchangeCommit,
     ExchangeReply,
     Message,
+    Model,
+    ModelRequest,
     encode_message,
     frame,
 )
@@ -113,6 +115,21 @@ CASES: dict[str, tuple[Attack, str]] = {
     ),
     "NaN values": (sends(_exchange(GOOD_INDICES, np.full(100, np.nan, np.float32))), "NaN or Inf"),
     "Inf values": (sends(_exchange(GOOD_INDICES, np.full(100, np.inf, np.float32))), "NaN or Inf"),
+    # Finite, so the codec takes them; merged, they overflowed the next
+    # training step and crashed the node (and every restart from its
+    # checkpoint).  Our model here is of magnitude ~5: the bound is ~50.
+    "huge finite values (1e30)": (
+        sends(_exchange(GOOD_INDICES, np.full(100, 1e30, np.float32))),
+        "refused exchange 1: a value of magnitude 1e\\+30 is beyond 10x",
+    ),
+    "float32's largest value": (
+        sends(_exchange(GOOD_INDICES, np.full(100, -3.4e38, np.float32))),
+        "refused exchange 1: a value of magnitude 3.4e\\+38",
+    ),
+    "values 100x the model's": (
+        sends(_exchange(GOOD_INDICES, np.full(100, 500.0, np.float32))),
+        "refused exchange 1: a value of magnitude 500",
+    ),
     "stops sending mid-frame": (
         sends(_exchange(GOOD_INDICES, GOOD_VALUES)[:-10]),
         "stalled: message incomplete after 30s",
@@ -251,3 +268,71 @@ async def test_a_member_with_another_initial_model_is_refused_at_hello(
 async def _expect_peer_error(call: Awaitable[None]) -> None:
     with pytest.raises(PeerError):
         await call
+
+
+async def test_an_initiator_refuses_a_reply_beyond_the_bound_and_commits_nothing(
+    swarm: Swarm, autojump_clock: trio.testing.MockClock
+) -> None:
+    ours, attacker = await tls_pair(swarm.members[0], swarm.members[1])
+    model, terms = model_and_terms(swarm.members[0])
+    params, residual = model.params.copy(), model.residual.copy()
+    _, attacker_terms = model_and_terms(swarm.members[1])
+    after_reply: list[Message | None] = []
+
+    async def attacker_side() -> None:
+        hello = await attacker.receive()
+        await attacker.send(attacker_terms.hello)
+        request = await attacker.receive()
+        assert isinstance(request, Exchange), hello
+        count = len(request.values) // 4
+        poison = np.full(count, 1e30, np.float32).astype("<f4").tobytes()
+        await attacker.stream.send_all(_raw(ExchangeReply(request.xid, poison)))
+        try:
+            after_reply.append(await attacker.receive())
+        except PeerError:
+            after_reply.append(None)  # hung up, as it should
+
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(attacker_side)
+            deadline = trio.current_time() + 10
+            await greet(ours, terms, deadline=deadline)
+            with pytest.raises(PeerError, match="refused reply to exchange 3: a value"):
+                await initiate(
+                    ours,
+                    Participant(model, terms),
+                    k=20,
+                    xid=3,
+                    rng=np.random.default_rng(0),
+                    deadline=deadline,
+                )
+    assert after_reply == [None]  # no commit: the attacker cannot merge either
+    assert np.array_equal(model.params, params)
+    assert np.array_equal(model.residual, residual)
+    assert not model.in_exchange
+    assert any(e["event"] == "peer_refused" and e["peer"] == ours.peer for e in logs)
+
+
+async def test_a_joiner_refuses_a_poisoned_model(
+    swarm: Swarm, autojump_clock: trio.testing.MockClock
+) -> None:
+    ours, attacker = await tls_pair(swarm.members[0], swarm.members[1])
+    model, terms = model_and_terms(swarm.members[0])
+    _, attacker_terms = model_and_terms(swarm.members[1])
+
+    async def attacker_side() -> None:
+        await attacker.receive()
+        await attacker.send(attacker_terms.hello)
+        assert isinstance(await attacker.receive(), ModelRequest)
+        poison = np.full(DIM, 3e38, np.float32)
+        poison[0] = 0.0
+        await attacker.send(Model(encode_values(poison, "float32")))
+        with contextlib.suppress(PeerError):
+            await attacker.receive()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attacker_side)
+        deadline = trio.current_time() + 10
+        await greet(ours, terms, deadline=deadline)
+        with pytest.raises(PeerError, match="refused model: a value of magnitude 3e\\+38"):
+            await pull_model(ours, Participant(model, terms), deadline=deadline)

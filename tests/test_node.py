@@ -41,7 +41,7 @@ from gossipfl.topology.discovery import (
     unbounded_channel,
 )
 from gossipfl.transport import MemoryWire, MessageChannel, NodeIdentity, PeerError
-from tests.inprocess import Member, RecordingHost, make_node
+from tests.inprocess import DriftTrainer, Member, RecordingHost, make_node
 from tests.swarm_fixtures import Swarm, model_and_terms, tls_pair
 
 DIM = 64
@@ -452,3 +452,72 @@ async def test_a_peer_that_leaves_and_comes_back_within_one_batch_stays_live(
     known = node.table.get(peer.node_id)
     assert known is not None
     assert known.present
+
+
+class _Diverging(DriftTrainer):
+    """Every second training run ends in NaN (a learning rate too high)."""
+
+    runs = 0
+
+    def train(self, steps: int) -> dict[str, float]:
+        self.runs += 1
+        metrics = super().train(steps)
+        if self.runs % 2 == 0:
+            self.params[5] = np.nan
+        return metrics
+
+
+async def test_a_diverging_trainer_is_reported_and_the_node_goes_on(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    _host(a).trainer = _Diverging(DIM, target=1.0)
+    with structlog.testing.capture_logs() as logs:
+        async with running(a, b):
+            await trio.sleep(10)
+    assert a.counters.diverged >= 20
+    assert a.counters.steps >= 20  # the good runs landed
+    assert np.isfinite(a.model.params).all()
+    assert np.isfinite(a.model.residual).all()
+    assert np.isfinite(b.model.params).all()
+    assert a.counters.exchanges + a.counters.responded >= 20
+    warnings = _events(logs, "training_diverged")
+    assert 1 <= len(warnings) <= a.counters.diverged.bit_length()  # reported, not every round
+    saved = a.store.load(a.checkpoint_identity)
+    assert saved is not None
+    assert np.isfinite(saved.params).all()
+
+
+async def test_a_member_sending_huge_values_cannot_poison_or_stop_a_node(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: one committed exchange of 1e30 from a member crashed the
+    receiving daemon, and its checkpoint crashed every restart."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    attacker = Member(members[2], wire, hub)
+    with structlog.testing.capture_logs() as logs:
+        async with running(a, b):
+            await trio.sleep(1)
+            for value in (1e30, 3.4e38, -1e6):
+                channel = await attacker.dial(a, greet_with=a)
+                poison = np.full(8, value, np.float32)
+                indices = encode_indices(np.arange(8), DIM)
+                await channel.send(Exchange(1, indices, encode_values(poison)))
+                with pytest.raises(PeerError):
+                    await _until_hung_up(channel)
+            before = a.counters.exchanges + a.counters.responded
+            await trio.sleep(2)
+            assert a.counters.exchanges + a.counters.responded > before + 10
+    assert np.isfinite(a.model.params).all()
+    assert np.abs(a.model.params).max() < 2
+    refused = [
+        str(e["reason"])
+        for e in _events(logs, "peer_refused")
+        if str(e["peer"]).startswith(members[2].node_id[:12])
+    ]
+    assert len(refused) == 3, refused
+    assert all("a value of magnitude" in r for r in refused), refused

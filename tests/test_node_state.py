@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +113,30 @@ def test_corrupt_checkpoints_are_refused_not_discarded(tmp_path: Path) -> None:
     path.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="move it away"):
         load_checkpoint(tmp_path, IDENTITY)
+
+
+@pytest.mark.parametrize("field", ["params", "residual"])
+def test_a_checkpoint_with_non_finite_values_is_refused_at_load(tmp_path: Path, field: str) -> None:
+    """Written by a version without value bounds after a poisoned merge, it
+    crashed the node again at every restart."""
+    path = save_checkpoint(tmp_path, _checkpoint())
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    arrays[field][3] = np.inf
+    meta[f"{field}_sha256"] = hashlib.sha256(arrays[field].astype("<f4").tobytes()).hexdigest()
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match="NaN or infinite parameters.*move it away"):
+        load_checkpoint(tmp_path, IDENTITY)
+
+
+def test_a_non_finite_model_is_never_saved_over_a_good_checkpoint(tmp_path: Path) -> None:
+    good = _checkpoint()
+    path = save_checkpoint(tmp_path, good)
+    before = path.read_bytes()
+    bad = Checkpoint(IDENTITY, good.node_id, good.params.copy(), good.residual, good.counters)
+    bad.params[0] = np.nan
+    with pytest.raises(CheckpointError, match="refusing to save NaN"):
+        save_checkpoint(tmp_path, bad)
+    assert path.read_bytes() == before

@@ -54,6 +54,11 @@ def _digest(array: npt.NDArray[np.float32]) -> str:
 
 
 def save_checkpoint(state_dir: Path, checkpoint: Checkpoint) -> Path:
+    """Write ``checkpoint`` atomically; the previous one stands if it
+    cannot be written.  Raises :class:`CheckpointError` for a model that
+    is not finite (it would only crash the restart)."""
+    if not (np.isfinite(checkpoint.params).all() and np.isfinite(checkpoint.residual).all()):
+        raise CheckpointError("refusing to save NaN or infinite parameters")
     state_dir.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
@@ -123,6 +128,13 @@ def load_checkpoint(state_dir: Path, expected: Identity) -> Checkpoint | None:
         "residual_sha256"
     ):
         raise CheckpointError(f"{path} is corrupt (checksum mismatch); move it away to start fresh")
+    if not (np.isfinite(params).all() and np.isfinite(residual).all()):
+        # Written by a version without value bounds, after a poisoned merge:
+        # loading it would crash the node again at once, and on every restart.
+        raise CheckpointError(
+            f"{path} holds NaN or infinite parameters (a poisoned or diverged model); "
+            "move it away to start fresh"
+        )
     counters = meta.get("counters", {})
     if not isinstance(counters, dict) or not all(isinstance(v, int) for v in counters.values()):
         raise CheckpointError(f"{path} has malformed counters")

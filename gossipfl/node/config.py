@@ -67,6 +67,10 @@ class GossipSection:
     max_frame_bytes: int = 0  # 0: sized to the model
     checkpoint_every_s: float = 30.0
     evaluate_every_s: float = 10.0
+    # A peer's values are refused beyond this many times our own (see
+    # gossipfl/node/bounds.py); value_floor is the scale a fresh model gets.
+    max_value_ratio: float = 10.0
+    value_floor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,8 @@ def _check(config: Config, where: str) -> None:
         ),
         (g.checkpoint_every_s > 0 and g.evaluate_every_s > 0, "[gossip] intervals must be > 0"),
         (g.round_interval_s >= 0, "[gossip] round_interval_s must be >= 0"),
+        (g.max_value_ratio >= 1, "[gossip] max_value_ratio must be >= 1"),
+        (g.value_floor > 0, "[gossip] value_floor must be > 0"),
         (
             ":" in n.listen and n.listen.rsplit(":", 1)[1].isdigit(),
             "[node] listen must be host:port",
@@ -292,6 +298,8 @@ exchange_timeout_s = 30.0       # most an exchange may take (usually far less: s
 read_timeout_s = 30.0
 checkpoint_every_s = 30.0
 evaluate_every_s = 10.0
+max_value_ratio = 10.0         # refuse peer values beyond 10x our model's (poisoning, overflow)
+value_floor = 1.0              # ... where our model is smaller than this (a fresh one)
 
 [trainer]
 name = "digits-mlp"            # see `gossipfl plugins`; the rest are the trainer's options

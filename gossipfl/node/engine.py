@@ -31,12 +31,13 @@ import structlog
 import trio
 
 from gossipfl.compress import Compressor, exchange_k, value_size
-from gossipfl.node.checkpoint import Checkpoint, Identity
+from gossipfl.node.bounds import ValueBound
+from gossipfl.node.checkpoint import Checkpoint, CheckpointError, Identity
 from gossipfl.node.compute import TrainerHost
 from gossipfl.node.config import Config, ConfigError
 from gossipfl.node.deadlines import DeadlinePolicy
 from gossipfl.node.dialled import DialledChannels
-from gossipfl.node.model import ModelState, model_hash
+from gossipfl.node.model import ModelState, NonFiniteError, model_hash
 from gossipfl.node.partner import (
     SMALL_MESSAGE,
     ExchangeTerms,
@@ -180,7 +181,8 @@ class GossipNode:
             self.table.capacity() or 0.0,
         )
         dtype = cast(Any, gossip.value_dtype)
-        return ExchangeTerms(hello, self.compressor, dtype, deadlines=self.deadlines)
+        bound = ValueBound(gossip.max_value_ratio, gossip.value_floor)
+        return ExchangeTerms(hello, self.compressor, dtype, deadlines=self.deadlines, bound=bound)
 
     @property
     def checkpoint_identity(self) -> Identity:
@@ -222,7 +224,7 @@ class GossipNode:
         self.counters.checkpoints += 1
         try:
             await self.store.save(self.snapshot())
-        except OSError as exc:
+        except (OSError, CheckpointError) as exc:
             self.counters.checkpoints -= 1
             log.error("checkpoint_failed", reason=str(exc))
             return False
@@ -423,7 +425,20 @@ class GossipNode:
         before = self.model.params.copy()  # merges may land while it trains
         steps = self.config.gossip.local_steps
         metrics, after = await self.trainer.train(before, steps)
-        self.model.trained(before, after)
+        try:
+            self.model.trained(before, after)
+        except NonFiniteError as exc:
+            # The model stays as it was; the next round trains from it again.
+            # Logged the 1st, 2nd, 4th, 8th... time: reported, never a flood.
+            times = self.counters.diverged = self.counters.diverged + 1
+            if times & (times - 1) == 0:
+                log.warning(
+                    "training_diverged",
+                    reason=str(exc),
+                    times=times,
+                    hint="lower the trainer's learning rate; the model was left unchanged",
+                )
+            return
         self.counters.steps += steps
         self.metrics.update({f"train_{k}": v for k, v in metrics.items()})
 

@@ -24,6 +24,11 @@ def model_hash(params: FloatArray) -> bytes:
     return hashlib.sha256(np.ascontiguousarray(params, dtype="<f4").tobytes()).digest()
 
 
+class NonFiniteError(ValueError):
+    """An update would have made the model or residual NaN or infinite; it
+    was not applied."""
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """What one side put on the wire for an exchange over ``indices``:
@@ -82,15 +87,31 @@ class ModelState:
     def merge(self, sent: Outgoing, received: FloatArray) -> None:
         """Apply our half of a committed exchange: move halfway to the
         partner over the exchanged coordinates, and settle the residual
-        they carried.  Training recorded since then stays in the residual."""
-        merge(self.params, self.residual, sent.indices, sent.values, received, sent.residual)
+        they carried.  Training recorded since then stays in the residual.
+
+        Raises :class:`NonFiniteError`, with nothing applied, if the result
+        would not be finite."""
+        at = sent.indices
+        params, residual = self.params[at], self.residual[at]  # copies, to roll back
+        with np.errstate(over="ignore", invalid="ignore"):
+            merge(self.params, self.residual, at, sent.values, received, sent.residual)
+        if not (np.isfinite(self.params[at]).all() and np.isfinite(self.residual[at]).all()):
+            self.params[at], self.residual[at] = params, residual
+            raise NonFiniteError("the merge would make the model non-finite")
 
     def trained(self, before: FloatArray, after: FloatArray) -> None:
         """Record a training run that took the snapshot ``before`` to
-        ``after``: its change goes into the model and the residual."""
-        change = after - before
-        self.params += change
-        self.residual += change
+        ``after``: its change goes into the model and the residual.
+
+        Raises :class:`NonFiniteError`, with nothing applied, if the
+        training diverged (or would make the model non-finite)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            change = after - before
+            params, residual = self.params + change, self.residual + change
+        if not (np.isfinite(params).all() and np.isfinite(residual).all()):
+            raise NonFiniteError("training produced non-finite parameters")
+        self.params[:] = params
+        self.residual[:] = residual
 
     def snapshot(self) -> tuple[FloatArray, FloatArray]:
         """Copies of (params, residual) at this instant."""

@@ -22,8 +22,9 @@ import trio
 
 from gossipfl.compress import Compressor, PayloadError, ValueDtype, decode_values, encode_values
 from gossipfl.compress.codec import FloatArray, IndexArray
+from gossipfl.node.bounds import ValueBound
 from gossipfl.node.deadlines import DeadlinePolicy
-from gossipfl.node.model import ModelState
+from gossipfl.node.model import ModelState, NonFiniteError
 from gossipfl.protocol import (
     Busy,
     Bye,
@@ -52,6 +53,7 @@ class ExchangeTerms:
     max_density: float = 1.0  # refuse index sets larger than this share of the model
     busy_retry_s: float = 0.1
     deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)
+    bound: ValueBound = field(default_factory=ValueBound)
 
     @property
     def max_count(self) -> int:
@@ -112,6 +114,22 @@ async def _check_hello(channel: MessageChannel, terms: ExchangeTerms, theirs: He
     if reason is not None:
         await channel.say_bye(reason)
         await channel.reject(f"refused at hello: {reason}")
+
+
+async def _check_values(
+    channel: MessageChannel,
+    us: Participant,
+    received: FloatArray,
+    indices: IndexArray | None,
+    what: str,
+) -> None:
+    """Refuse ``received`` (at ``indices``; ``None``: the whole model) if it
+    is out of our bound: the channel closes before anything is merged."""
+    params = us.model.params
+    ours = params if indices is None else params[indices]
+    reason = us.terms.bound.violation(received, ours, params)
+    if reason is not None:
+        await channel.reject(f"refused {what}: {reason}")
 
 
 async def _unexpected(channel: MessageChannel, message: Message, waiting_for: str) -> NoReturn:
@@ -179,6 +197,7 @@ async def _respond_exchange(
         received = decode_values(request.values, indices.size, terms.value_dtype)
     except PayloadError as exc:
         await channel.reject(f"bad exchange {request.xid}: {exc}")
+    await _check_values(channel, us, received, indices, f"exchange {request.xid}")
     if not model.accepting():
         await channel.send(Busy(terms.busy_retry_s))
         return
@@ -197,7 +216,10 @@ async def _respond_exchange(
             await channel.aclose()
         elif isinstance(commit, ExchangeCommit):
             mark.report(channel, peer_id, us)
-            model.merge(sent, received)
+            try:
+                model.merge(sent, received)
+            except NonFiniteError as exc:  # the initiator merged: mass is lost, once
+                await channel.reject(f"refused exchange {request.xid} at commit: {exc}")
             us.merged(peer_id)
         else:
             await _unexpected(channel, commit, f"commit of exchange {request.xid}")
@@ -259,7 +281,11 @@ async def initiate(
             received = decode_values(reply.values, selection.indices.size, terms.value_dtype)
         except PayloadError as exc:
             await channel.reject(f"bad reply to exchange {xid}: {exc}")
-        model.merge(sent, received)
+        await _check_values(channel, us, received, selection.indices, f"reply to exchange {xid}")
+        try:
+            model.merge(sent, received)
+        except NonFiniteError as exc:  # nothing merged: no commit, the peer merges nothing
+            await channel.reject(f"refused reply to exchange {xid}: {exc}")
         out, back = len(request.values) + len(request.indices), len(reply.values)
         try:
             await channel.send(ExchangeCommit(xid), deadline=deadline)
@@ -287,6 +313,8 @@ async def pull_model(
     if not isinstance(reply, Model):
         await _unexpected(channel, reply, "model")
     try:
-        return decode_values(reply.values, us.model.dim, "float32")
+        params = decode_values(reply.values, us.model.dim, "float32")
     except PayloadError as exc:
         await channel.reject(f"bad model: {exc}")
+    await _check_values(channel, us, params, None, "model")
+    return params

@@ -37,6 +37,7 @@ class Counters:
     half_merges: int = 0  # initiated and merged here, commit not delivered
     failed_exchanges: int = 0  # initiated, nothing merged
     busy: int = 0  # a partner answered busy
+    diverged: int = 0  # training rounds refused: they made the model non-finite
     checkpoints: int = 0
 
 
