@@ -16,8 +16,7 @@ Pure values: every observation returns a new :class:`LinkEstimate`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, NamedTuple
 
 # A link never measured is assumed to be a 10 Mbit/s, 50 ms link; selectors
 # explore such links optimistically rather than trusting this prior.
@@ -44,9 +43,10 @@ OUTLIERS_TO_REFIT: Final = 3
 _Sums = tuple[float, float, float, float, float]  # weight, x, y, x*x, x*y
 
 
-@dataclass(frozen=True, slots=True)  # a node of a large swarm holds one per peer
-class LinkEstimate:
-    """What is known about the link to one peer."""
+class LinkEstimate(NamedTuple):
+    """What is known about the link to one peer; immutable.  A named tuple
+    for the reason :class:`~gossipfl.topology.peers.Peer` is one: a node of
+    a large swarm holds one per peer and refits one per exchange."""
 
     bandwidth: float = PRIOR_BANDWIDTH  # bytes per second
     rtt: float = PRIOR_RTT  # seconds
@@ -73,7 +73,7 @@ class LinkEstimate:
         base = self
         if self.fitted and seconds > OUTLIER_FACTOR * self.round_trip(nbytes):
             if self.outliers + 1 < OUTLIERS_TO_REFIT:
-                return replace(self, outliers=self.outliers + 1)
+                return self._replace(outliers=self.outliers + 1)
             base = LinkEstimate()  # the link changed: start over
         return base._fold(nbytes, seconds)
 
@@ -94,8 +94,7 @@ class LinkEstimate:
             rtt = MIN_RTT
             if fitted and sxy > 0:
                 bandwidth = min(sxx / sxy, FASTEST)
-        return replace(
-            self,
+        return self._replace(
             bandwidth=bandwidth,
             rtt=rtt,
             samples=self.samples + 1,
