@@ -13,6 +13,9 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -23,7 +26,7 @@ import pytest
 import trio
 
 from gossipfl.compress import encode_indices
-from gossipfl.node.checkpoint import read_counters
+from gossipfl.node.checkpoint import FILENAME, read_counters
 from gossipfl.node.config import load_config
 from gossipfl.node.demo import DEMO_GOSSIP, DEMO_TRAINER_OPTIONS, LocalSwarm
 from gossipfl.node.model import model_hash
@@ -267,3 +270,38 @@ async def test_a_hostile_member_cannot_crash_a_node(swarm: LocalSwarm, tmp_path:
     assert process is not None
     assert process.poll() is None
     wait_for("an evaluation", lambda: _status(swarm, 0)["metrics"].get("accuracy", 0) > 0.5)
+
+
+@pytest.mark.parametrize("swarm", [1], indirect=True)
+def test_a_second_daemon_on_one_state_dir_refuses_and_a_failed_checkpoint_is_not_fatal(
+    swarm: LocalSwarm,
+) -> None:
+    swarm.start()
+    wait_for(
+        "a checkpoint", lambda: _status(swarm, 0).get("counters", {}).get("checkpoints", 0) >= 1
+    )
+    second = subprocess.run(
+        [sys.executable, "-m", "gossipfl", "run", "--config", str(swarm.configs[0])],
+        capture_output=True,
+        text=True,
+        env=swarm.env,
+        timeout=120,
+    )
+    assert second.returncode == 1
+    assert "is in use by another gossipfl daemon (pid" in second.stderr, second.stderr
+    assert swarm.status(0) is not None  # the first one still answers on its socket
+
+    # A checkpoint that cannot be written (the temporary file's name is
+    # taken, as a full disk or a read-only mount would fail it): logged,
+    # the last good checkpoint stands, the daemon goes on.
+    state = swarm.state_dir(0)
+    good = (state / FILENAME).read_bytes()
+    (state / f".{FILENAME}.tmp").mkdir()
+    wait_for("a failed checkpoint", lambda: bool(_events(swarm, 0, "checkpoint_failed")))
+    rounds = _status(swarm, 0)["counters"]["rounds"]
+    wait_for("more rounds", lambda: _status(swarm, 0)["counters"]["rounds"] > rounds + 5)
+    assert (state / FILENAME).read_bytes() == good
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / FILENAME).stat().st_mode) == 0o600
+    (state / f".{FILENAME}.tmp").rmdir()
+    wait_for("checkpoints again", lambda: (state / FILENAME).read_bytes() != good)

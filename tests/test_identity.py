@@ -81,3 +81,17 @@ def test_members_share_a_swarm_id_derived_from_the_ca(tmp_path: Path) -> None:
     a, b = NodeIdentity.from_dir(tmp_path / "a"), NodeIdentity.from_dir(tmp_path / "b")
     assert a.swarm_id == b.swarm_id
     assert a.node_id != b.node_id
+
+
+def test_a_private_key_open_to_other_users_is_refused_with_the_fix(tmp_path: Path) -> None:
+    assert main(["swarm", "init", str(tmp_path / "swarm")]) == 0
+    assert main(["keygen", "--swarm", str(tmp_path / "swarm"), "--out", str(tmp_path / "n")]) == 0
+    key = tmp_path / "n" / "node.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600  # as written
+    key.chmod(0o644)
+    with pytest.raises(
+        IdentityError, match=f"open to other users \\(mode 0644\\).*chmod 600 {key}"
+    ):
+        NodeIdentity.from_dir(tmp_path / "n")
+    key.chmod(0o600)
+    NodeIdentity.from_dir(tmp_path / "n")

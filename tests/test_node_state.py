@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -17,6 +21,7 @@ from gossipfl.node.checkpoint import (
     save_checkpoint,
 )
 from gossipfl.node.config import EXAMPLE, ConfigError, load_config
+from gossipfl.node.state import FileStateStore, StateDirError
 
 
 def test_the_commented_example_loads(tmp_path: Path) -> None:
@@ -140,3 +145,36 @@ def test_a_non_finite_model_is_never_saved_over_a_good_checkpoint(tmp_path: Path
     with pytest.raises(CheckpointError, match="refusing to save NaN"):
         save_checkpoint(tmp_path, bad)
     assert path.read_bytes() == before
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_previous_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(tmp_path, _checkpoint())
+    before = path.read_bytes()
+
+    def disk_full(handle: BinaryIO, **arrays: np.ndarray) -> None:
+        handle.write(b"PK\x03\x04 half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(tmp_path, _checkpoint())
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no half-written temp
+
+
+def test_state_dirs_and_checkpoints_are_private(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state")
+    store.claim()
+    path = save_checkpoint(tmp_path / "state", _checkpoint())
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_second_claim_on_a_state_dir_names_the_daemon_holding_it(tmp_path: Path) -> None:
+    FileStateStore(tmp_path).claim()
+    with pytest.raises(
+        StateDirError, match=f"in use by another gossipfl daemon \\(pid {os.getpid()}\\)"
+    ):
+        FileStateStore(tmp_path).claim()

@@ -10,6 +10,7 @@ refuses it with a reason otherwise rather than silently starting over.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,7 +60,7 @@ def save_checkpoint(state_dir: Path, checkpoint: Checkpoint) -> Path:
     is not finite (it would only crash the restart)."""
     if not (np.isfinite(checkpoint.params).all() and np.isfinite(checkpoint.residual).all()):
         raise CheckpointError("refusing to save NaN or infinite parameters")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
         "node_id": checkpoint.node_id,
@@ -73,16 +74,23 @@ def save_checkpoint(state_dir: Path, checkpoint: Checkpoint) -> Path:
     }
     path = state_dir / FILENAME
     tmp = state_dir / f".{FILENAME}.tmp"
-    with open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            params=checkpoint.params.astype("<f4"),
-            residual=checkpoint.residual.astype("<f4"),
-            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        # 0600: a model is the swarm's work, for this device's owner only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(
+                handle,
+                params=checkpoint.params.astype("<f4"),
+                residual=checkpoint.residual.astype("<f4"),
+                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: the previous checkpoint stands, whole
+            tmp.unlink(missing_ok=True)
+        raise
     folder = os.open(state_dir, os.O_RDONLY)
     try:
         os.fsync(folder)

@@ -11,6 +11,7 @@ from pathlib import Path
 from gossipfl import __version__
 from gossipfl.node.checkpoint import CheckpointError
 from gossipfl.node.config import ConfigError
+from gossipfl.node.state import StateDirError
 from gossipfl.plugins import COMPRESSORS, SELECTORS, TRAINERS, PluginError, installed
 from gossipfl.transport.identity import IdentityError, init_swarm, keygen, keygen_csr, sign_request
 from simnet.command import add_arguments
@@ -180,7 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (IdentityError, ConfigError, PluginError, CheckpointError, ScenarioError) as exc:
+    except (
+        IdentityError,
+        ConfigError,
+        PluginError,
+        CheckpointError,
+        ScenarioError,
+        StateDirError,
+    ) as exc:
         print(f"gossipfl: {exc}", file=sys.stderr)
         return 1
     return code

@@ -133,7 +133,7 @@ def _convert(where: str, value: Any, expected: Any, base: Path) -> Any:
 def _section(cls: type[Any], table: Any, where: str, base: Path) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     values = {}
     for key, value in table.items():
@@ -146,6 +146,17 @@ def _section(cls: type[Any], table: Any, where: str, base: Path) -> Any:
         if hints[f.name] is Path and f.name not in values:
             object.__setattr__(section, f.name, base / getattr(defaults, f.name))
     return section
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """A section's field types, resolved once: resolving them is slow, and
+    a simulated swarm parses a config per node."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _check(config: Config, where: str) -> None:

@@ -54,12 +54,14 @@ def build_node(config: Config) -> GossipNode:
         config.listen_host, config.node.advertise_host, config.discovery.interfaces, local
     )
     network = TcpNetwork(identity, config.listen_host, config.listen_port, hosts)
+    store = FileStateStore(config.node.state_dir)
+    store.claim()
     node = GossipNode(
         config,
         identity,
         ThreadedTrainerHost(build_trainer(config)),
         network=network,
-        store=FileStateStore(config.node.state_dir),
+        store=store,
     )
 
     def discovery(own: Announcement) -> Discovery:

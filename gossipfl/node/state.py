@@ -11,6 +11,8 @@ changing.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -25,6 +27,14 @@ import trio
 from gossipfl.node.checkpoint import Checkpoint, Identity, load_checkpoint, save_checkpoint
 
 CONTROL_SOCKET = "control.sock"
+LOCK_FILE = "lock"
+
+
+class StateDirError(Exception):
+    """The state dir cannot be used: another daemon holds it, or it cannot
+    be created."""
+
+
 log = structlog.get_logger("gossipfl.node")
 
 
@@ -104,6 +114,35 @@ class FileStateStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
+        self._lock: int | None = None
+
+    def claim(self) -> None:
+        """Make the state dir ours: create it private (0700: it holds the
+        model and the control socket) and lock it for this process, so a
+        second daemon on the same dir refuses to start instead of taking
+        over the control socket.  The lock goes with the process.
+
+        Raises :class:`StateDirError`."""
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.state_dir, 0o700)
+            fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateDirError(f"cannot use state dir {self.state_dir}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StateDirError(f"cannot lock {self.state_dir}: {exc.strerror}") from None
+            raise StateDirError(
+                f"{self.state_dir} is in use by another gossipfl daemon (pid {holder}); "
+                "stop it, or give this node another [node] state_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
 
     def load(self, identity: Identity) -> Checkpoint | None:
         return load_checkpoint(self.state_dir, identity)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -98,8 +99,15 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 
 def load_private_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    data = _read(path, "private key")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise IdentityError(
+            f"{path} is a private key open to other users (mode {mode:04o}); "
+            f"restrict it with `chmod 600 {path}`"
+        )
     try:
-        key = serialization.load_pem_private_key(_read(path, "private key"), password=None)
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise IdentityError(f"{path} is not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
