@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import resource
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -305,3 +308,51 @@ def test_a_second_daemon_on_one_state_dir_refuses_and_a_failed_checkpoint_is_not
     assert stat.S_IMODE((state / FILENAME).stat().st_mode) == 0o600
     (state / f".{FILENAME}.tmp").rmdir()
     wait_for("checkpoints again", lambda: (state / FILENAME).read_bytes() != good)
+
+
+def _fd_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("swarm", [2], indirect=True)
+def test_running_out_of_file_descriptors_degrades_and_recovers(swarm: LocalSwarm) -> None:
+    """An outsider holding hundreds of connections open exhausts a node's
+    file descriptors: it refuses what it cannot take, never crashes, and
+    exchanges again once they are gone."""
+    swarm.start(0)
+    with open(swarm.log_path(1), "ab") as log:
+        node = swarm.processes[1] = subprocess.Popen(
+            [sys.executable, "-m", "gossipfl", "run", "--config", str(swarm.configs[1])],
+            stdout=log,
+            stderr=log,
+            env=swarm.env,
+            preexec_fn=_fd_limit(200),
+        )
+
+    def merged() -> int:
+        counters = _status(swarm, 1)["counters"]
+        return int(counters["exchanges"] + counters["responded"])
+
+    wait_for("exchanges", lambda: merged() >= 5)
+    port = int(_events(swarm, 1, "node_started")[0]["address"].rsplit(":", 1)[1])
+    held: list[socket.socket] = []
+    try:
+        for _ in range(400):  # far beyond its 200 descriptors
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break  # the kernel's backlog is full: refused too
+        time.sleep(1)
+        open_fds = len(os.listdir(f"/proc/{node.pid}/fd"))
+        time.sleep(3)  # its dials, checkpoints and accepts fail meanwhile
+        assert node.poll() is None, "the node died"
+        assert open_fds >= 195, f"only {open_fds} descriptors open: no shortage happened"
+    finally:
+        for sock in held:
+            sock.close()
+    assert node.poll() is None, "the node died"
+    before = merged()
+    wait_for("exchanges again", lambda: merged() > before + 5)
