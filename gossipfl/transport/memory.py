@@ -29,6 +29,7 @@ from gossipfl.transport.network import (
     accept_channel,
     dialled_channel,
 )
+from gossipfl.transport.refusals import RefusalLog
 from gossipfl.transport.tls import tls_context
 
 
@@ -115,6 +116,7 @@ class MemoryNetwork:
         self.tls = tls
         self.client_context = tls_context(identity, server_side=False) if tls else None
         self.server_context = tls_context(identity, server_side=True) if tls else None
+        self.refusals = RefusalLog(trio.current_time)
 
     async def serve(
         self,
@@ -137,6 +139,7 @@ class MemoryNetwork:
                             handler,
                             context=self.server_context,
                             node_id=incoming.node_id,
+                            refusals=self.refusals,
                         )
                     )
         finally:

@@ -20,6 +20,7 @@ import trio
 
 from gossipfl.protocol import Role, Session
 from gossipfl.transport.channel import MessageChannel, PeerError, Timeouts, Traffic
+from gossipfl.transport.refusals import RefusalLog
 from gossipfl.transport.tls import HandshakeError, secure_stream
 
 log = structlog.get_logger("gossipfl.transport")
@@ -111,18 +112,24 @@ async def accept_channel(
     *,
     context: ssl.SSLContext | None = None,
     node_id: str = "",
+    refusals: RefusalLog | None = None,
 ) -> None:
     """Serve one accepted connection: authenticate it (the TLS handshake
     with ``context``; without one, ``node_id`` is what the network vouches
     for), then :func:`run_handler` on its responder channel.  A failed
-    handshake is logged with ``address`` and closes this connection only."""
+    handshake closes this connection only, and is logged with ``address``
+    (through ``refusals``, which keeps a flood of them to a line a minute
+    per address)."""
     if context is not None:
         try:
             stream, node_id = await secure_stream(
                 stream, context, server_side=True, timeout_s=settings.timeouts.handshake
             )
         except HandshakeError as exc:
-            log.warning("handshake_refused", peer=address, reason=str(exc))
+            if refusals is None:
+                log.warning("handshake_refused", peer=address, reason=str(exc))
+            else:
+                refusals.refused(address, str(exc))
             await trio.aclose_forcefully(stream)
             return
     await run_handler(handler, settings.channel(stream, Role.RESPONDER, node_id, address))

@@ -15,6 +15,7 @@ from gossipfl.transport.network import (
     accept_channel,
     dialled_channel,
 )
+from gossipfl.transport.refusals import RefusalLog
 from gossipfl.transport.tls import HandshakeError, tls_context
 
 
@@ -46,6 +47,7 @@ class TcpNetwork:
         self.advertise_hosts = advertise_hosts or (listen_host,)
         self.client_context = tls_context(identity, server_side=False)
         self.server_context = tls_context(identity, server_side=True)
+        self.refusals = RefusalLog(trio.current_time)
 
     async def serve(
         self,
@@ -58,7 +60,14 @@ class TcpNetwork:
         port: int = listeners[0].socket.getsockname()[1]
 
         async def accept(tcp: trio.SocketStream) -> None:
-            await accept_channel(tcp, _address(tcp), settings, handler, context=self.server_context)
+            await accept_channel(
+                tcp,
+                _address(tcp),
+                settings,
+                handler,
+                context=self.server_context,
+                refusals=self.refusals,
+            )
 
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, accept, listeners)
