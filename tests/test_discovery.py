@@ -96,7 +96,7 @@ async def test_in_memory_hub_reports_joins_and_leaves_within_a_swarm() -> None:
                 events.append(a_events.receive_nowait())
             except trio.WouldBlock:
                 break
-        assert Left("b" * 64) in events
+        assert Left("b" * 64, ("127.0.0.1", 7000)) in events  # that announcement, at its address
         assert not any(isinstance(e, Joined) and e.peer.swarm_id != SWARM for e in events)
         nursery.cancel_scope.cancel()
 

@@ -18,7 +18,7 @@ import trio.testing
 
 from gossipfl.compress import encode_indices, encode_values
 from gossipfl.node.config import ConfigError
-from gossipfl.node.engine import GossipNode
+from gossipfl.node.engine import GossipNode, own_announcement
 from gossipfl.node.partner import Participant, greet, respond
 from gossipfl.protocol import (
     PROTOCOL_VERSION,
@@ -521,3 +521,57 @@ async def test_a_member_sending_huge_values_cannot_poison_or_stop_a_node(
     ]
     assert len(refused) == 3, refused
     assert all("a value of magnitude" in r for r in refused), refused
+
+
+async def test_spoofed_announcements_cannot_redirect_or_evict_a_proven_peer(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: an outsider on the LAN announced a victim's node id at a
+    black hole (its address was overwritten), then withdrew it (the victim
+    was evicted and its channel closed); over mDNS alone it emptied every
+    peer table.  Here the hub plays the unauthenticated network."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    b_id = members[1].node_id
+    with structlog.testing.capture_logs() as logs:
+        async with running(a, b):
+            await trio.sleep(2)
+            proven = a.table.get(b_id)
+            assert proven is not None
+            assert proven.verified
+            assert b.address is not None
+            real = own_announcement(members[1], b.address)
+            spoof, _ = unbounded_channel()
+            hub.join(dataclasses.replace(real, host="blackhole", port=9), spoof)
+            hub.leave(b_id)  # the fake record for b, then its goodbye
+            hub.join(real, spoof)
+            hub.leave(b_id)  # a goodbye for b's real record, b still running
+            before = a.counters.exchanges + a.counters.responded
+            await trio.sleep(2)
+            peer = a.table.get(b_id)
+            assert peer is not None
+            assert (peer.host, peer.port, peer.present) == (real.host, real.port, True)
+            assert a.counters.exchanges + a.counters.responded > before + 10
+    assert not [e for e in _events(logs, "peer_left") if e["peer"] == b_id[:12]]
+    assert _events(logs, "withdrawal_ignored")
+
+
+async def test_a_proven_peer_that_really_leaves_is_let_go(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    with structlog.testing.capture_logs() as logs:
+        async with running(a):
+            with trio.CancelScope() as b_scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(b.run)
+                    await trio.sleep(2)
+                    b_scope.cancel()  # b stops: its goodbye withdraws its announcement
+            await trio.sleep(5)
+            peer = a.table.get(members[1].node_id)
+            assert peer is not None
+            assert not peer.live(trio.current_time())
+    assert [e for e in _events(logs, "peer_left") if e["peer"] == members[1].node_id[:12]]

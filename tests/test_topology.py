@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gossipfl.topology.links import PRIOR_BANDWIDTH, LinkEstimate
 from gossipfl.topology.oracle import OracleMatching, bottleneck_matching
-from gossipfl.topology.peers import Backoff, PeerTable
+from gossipfl.topology.peers import FORGET_UNPROVEN_AFTER, Backoff, PeerTable, Withdrawal
 from gossipfl.topology.selectors import STALENESS_PER_PEER, BandwidthAware, Uniform
 
 MB = 1e6
@@ -102,6 +102,8 @@ def test_own_id_is_never_a_peer_and_withdrawn_peers_are_not_live() -> None:
 def test_failures_back_off_exponentially_and_a_new_address_resets() -> None:
     table = PeerTable("self", Backoff(base=1.0, cap=10.0))
     table.announced("a", "h", 1, "s", 1, now=0)
+    table.connected("a", True)  # a handshake proved it: never forgotten for failing
+    table.connected("a", False)
     retry = []
     for _ in range(6):
         table.failed("a", now=100.0)
@@ -110,11 +112,69 @@ def test_failures_back_off_exponentially_and_a_new_address_resets() -> None:
         retry.append(peer.retry_at - 100.0)
     assert retry == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     assert table.live(105.0) == []
-    table.announced("a", "h2", 1, "s", 1, now=105.0)
-    assert [p.node_id for p in table.live(105.0)] == ["a"]
     table.busy("a", now=106.0, retry_after=0.5)
     assert table.live(106.2) == []
     assert table.live(106.5) != []
+    table.announced("b", "h", 2, "s", 1, now=0)  # never proven
+    table.failed("b", now=100.0)
+    table.failed("b", now=100.0)
+    assert "b" not in [p.node_id for p in table.live(101.0)]
+    table.announced("b", "h2", 2, "s", 1, now=101.0)  # it moved: try it at once
+    assert "b" in [p.node_id for p in table.live(101.0)]
+
+
+def _proven(table: PeerTable, node_id: str, host: str, port: int) -> None:
+    table.announced(node_id, host, port, "s", 1, now=0)
+    table.connected(node_id, True)
+
+
+def test_an_announcement_cannot_redirect_a_proven_peer() -> None:
+    """An outsider announces the victim's node id at a black hole, then
+    withdraws it: the victim keeps its proven address and stays live."""
+    table = PeerTable("self")
+    _proven(table, "victim", "10.0.0.2", 7000)
+    table.announced("victim", "10.6.6.6", 9, "s", 1, now=1.0)
+    peer = table.get("victim")
+    assert peer is not None
+    assert (peer.host, peer.port, peer.verified) == ("10.0.0.2", 7000, True)
+    assert table.withdrawn("victim", ("10.6.6.6", 9)) is Withdrawal.KEPT
+    # Its own address: proven there, so it is asked first (the node probes it).
+    assert table.withdrawn("victim", ("10.0.0.2", 7000)) is Withdrawal.CHECK
+    assert table.withdrawn("victim") is Withdrawal.CHECK
+    assert [p.node_id for p in table.live(2.0)] == ["victim"]
+
+
+def test_a_proven_peer_that_moved_is_followed_and_a_fake_move_is_undone() -> None:
+    table = PeerTable("self")
+    _proven(table, "p", "10.0.0.2", 7000)
+    table.announced("p", "10.0.0.9", 7000, "s", 1, now=1.0)  # DHCP gave it a new address
+    table.failed("p", now=2.0)  # the proven one stops answering: try the new one now
+    peer = table.get("p")
+    assert peer is not None
+    assert (peer.host, peer.verified, peer.live(2.0)) == ("10.0.0.9", False, True)
+    table.failed("p", now=2.5)  # it did not prove itself there: back to the proven one
+    peer = table.get("p")
+    assert peer is not None
+    assert (peer.host, peer.verified) == ("10.0.0.2", True)
+    table.announced("p", "10.0.0.9", 7000, "s", 1, now=3.0)
+    table.failed("p", now=4.0)
+    table.connected("p", True)  # the handshake at the new address proves it
+    peer = table.get("p")
+    assert peer is not None
+    assert (peer.host, peer.proven) == ("10.0.0.9", ("10.0.0.9", 7000))
+
+
+def test_unproven_peers_go_when_withdrawn_or_after_failing_contacts() -> None:
+    table = PeerTable("self")
+    table.announced("fake1", "10.6.6.6", 1, "s", 1, now=0)
+    table.announced("fake2", "10.6.6.6", 2, "s", 1, now=0)
+    assert table.withdrawn("fake1", ("10.6.6.6", 1)) is Withdrawal.GONE
+    for attempt in range(FORGET_UNPROVEN_AFTER):
+        assert "fake2" in table
+        table.failed("fake2", now=float(attempt))
+    assert "fake2" not in table
+    assert len(table) == 1
+    assert [p.node_id for p in table.live(100.0)] == []
 
 
 @given(st.integers(0, 2**32))

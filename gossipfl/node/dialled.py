@@ -13,6 +13,10 @@ from gossipfl.node.partner import Participant, RoundTrip, greet
 from gossipfl.topology.peers import Peer
 from gossipfl.transport import ChannelSettings, MessageChannel, Network
 
+# Seconds a connect and handshake may take at an address no handshake has
+# proved yet: a few round trips of the slowest links we expect.
+UNPROVEN_HANDSHAKE_S = 3.0
+
 
 class DialledChannels:
     """Only the gossip loop takes channels from here; :meth:`holding` marks
@@ -46,7 +50,12 @@ class DialledChannels:
         channel = self._open.get(peer.node_id)
         if channel is not None and not channel.closed:
             return channel, True
-        deadline = min(deadline, trio.current_time() + self.settings.timeouts.handshake)
+        handshake = self.settings.timeouts.handshake
+        if not peer.verified:
+            # Only an announcement vouches for this address (an outsider's
+            # could point anywhere): it may not hold a round for long.
+            handshake = min(handshake, UNPROVEN_HANDSHAKE_S)
+        deadline = min(deadline, trio.current_time() + handshake)
         channel = await self.network.dial(
             peer.host, peer.port, self.settings, deadline=deadline, expected_node_id=peer.node_id
         )

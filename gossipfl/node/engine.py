@@ -36,7 +36,7 @@ from gossipfl.node.checkpoint import Checkpoint, CheckpointError, Identity
 from gossipfl.node.compute import TrainerHost
 from gossipfl.node.config import Config, ConfigError
 from gossipfl.node.deadlines import DeadlinePolicy
-from gossipfl.node.dialled import DialledChannels
+from gossipfl.node.dialled import UNPROVEN_HANDSHAKE_S, DialledChannels
 from gossipfl.node.model import ModelState, NonFiniteError, model_hash
 from gossipfl.node.partner import (
     SMALL_MESSAGE,
@@ -58,7 +58,7 @@ from gossipfl.topology.discovery import (
     unbounded_channel,
 )
 from gossipfl.topology.links import LinkEstimate
-from gossipfl.topology.peers import Peer, PeerTable
+from gossipfl.topology.peers import Peer, PeerTable, Withdrawal
 from gossipfl.topology.selectors import Selector
 from gossipfl.transport import (
     Address,
@@ -157,6 +157,7 @@ class GossipNode:
         self._xid = 0
         self._started = 0.0
         self._peer_seen = trio.Event()
+        self._checking: set[str] = set()  # peers being asked whether they left
 
     def _exchange_bytes(self) -> int:
         """Bytes both ways of an exchange at the configured density."""
@@ -319,23 +320,52 @@ class GossipNode:
         self.table.succeeded(node_id, trio.current_time(), self.counters.rounds)
 
     async def _follow_discovery(self, events: trio.MemoryReceiveChannel[Any]) -> None:
-        async for first in events:
-            batch = [first]
-            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                while True:  # what else is queued, without a checkpoint each
-                    batch.append(events.receive_nowait())
-            joined: list[Announcement] = []  # in order: a peer may leave and come back
-            for event in batch:
-                if isinstance(event, Joined):
-                    joined.append(event.peer)
-                    continue
+        async with trio.open_nursery() as checks:
+            async for first in events:
+                batch = [first]
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while True:  # what else is queued, without a checkpoint each
+                        batch.append(events.receive_nowait())
+                joined: list[Announcement] = []  # in order: a peer may leave and come back
+                for event in batch:
+                    if isinstance(event, Joined):
+                        joined.append(event.peer)
+                        continue
+                    self._joined(joined)
+                    joined = []
+                    outcome = self.table.withdrawn(event.node_id, event.address)
+                    if outcome is Withdrawal.GONE:
+                        await self._left(event.node_id)
+                    elif outcome is Withdrawal.CHECK and event.node_id not in self._checking:
+                        self._checking.add(event.node_id)
+                        checks.start_soon(self._check_still_there, event.node_id)
                 self._joined(joined)
-                joined = []
-                self.table.withdrawn(event.node_id)
-                await self.channels.drop(event.node_id)
-                log.info("peer_left", peer=event.node_id[:12])
-            self._joined(joined)
-            await trio.sleep(DISCOVERY_BATCH_S)  # let the next ones queue up
+                await trio.sleep(DISCOVERY_BATCH_S)  # let the next ones queue up
+
+    async def _left(self, node_id: str) -> None:
+        await self.channels.drop(node_id)
+        log.info("peer_left", peer=node_id[:12])
+
+    async def _check_still_there(self, node_id: str) -> None:
+        """A peer a handshake proved withdrew its announcement, or someone
+        withdrew it for it (mDNS is unauthenticated): it stays if it still
+        answers with its node id at its address."""
+        try:
+            peer = self.table.get(node_id)
+            if peer is None:
+                return
+            try:
+                with trio.fail_after(UNPROVEN_HANDSHAKE_S + 1.0):
+                    found = await self.probe(peer.host, peer.port)
+                if found.node_id == node_id:
+                    log.info("withdrawal_ignored", peer=node_id[:12], reason="it still answers")
+                    return
+            except (*CONTACT_ERRORS, trio.TooSlowError):
+                pass
+            self.table.gone(node_id)
+            await self._left(node_id)
+        finally:
+            self._checking.discard(node_id)
 
     def _joined(self, peers: list[Announcement]) -> None:
         now, round_ = trio.current_time(), self.counters.rounds

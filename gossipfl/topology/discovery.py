@@ -39,7 +39,10 @@ class Joined:
 
 @dataclass(frozen=True)
 class Left:
+    """The announcement of ``node_id`` at ``address`` (if known) is gone."""
+
     node_id: str
+    address: tuple[str, int] | None = None
 
 
 DiscoveryEvent = Joined | Left
@@ -135,7 +138,8 @@ class DiscoveryHub:
         if member is None:
             return
         if withdraw:
-            self._broadcast(member[0], Left(node_id))
+            own = member[0]
+            self._broadcast(own, Left(node_id, (own.host, own.port)))
         else:
             self._members[node_id] = (member[0], None)
 

@@ -100,18 +100,18 @@ class MdnsDiscovery:
             await trio.to_thread.run_sync(zc.register_service, info)
             browser = ServiceBrowser(zc, self.service_type, handlers=[on_change])
             task_status.started()
-            names: dict[str, str] = {}  # instance name -> node id
+            names: dict[str, Announcement] = {}  # instance name -> what it announced
             async for name, change in changes:
                 if name == self.instance:
                     continue
                 if change is ServiceStateChange.Removed:
-                    node_id = names.pop(name, None)
-                    if node_id is not None:
-                        await events.send(Left(node_id))
+                    gone = names.pop(name, None)
+                    if gone is not None:  # only that announcement, at its address
+                        await events.send(Left(gone.node_id, (gone.host, gone.port)))
                     continue
                 peer = await self._resolve(zc, name)
                 if peer is not None:
-                    names[name] = peer.node_id
+                    names[name] = peer
                     await events.send(Joined(peer))
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):

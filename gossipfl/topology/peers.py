@@ -6,6 +6,7 @@ node's gossip ``round`` where they matter; nothing reads a clock.
 from __future__ import annotations
 
 import bisect
+import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -14,6 +15,9 @@ import numpy as np
 from gossipfl.topology.links import LinkEstimate
 
 UNKNOWN_LINK = LinkEstimate()
+# A peer no handshake ever proved is forgotten after this many failed
+# contacts in a row (it comes back if it is announced again).
+FORGET_UNPROVEN_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,12 @@ class Backoff:
         if failures <= 0:
             return 0.0
         return min(self.base * 2.0 ** (failures - 1), self.cap)
+
+
+class Withdrawal(enum.Enum):
+    GONE = "gone"  # no longer live
+    KEPT = "kept"  # another announcement went; the peer stays
+    CHECK = "check"  # proven here: gone only if it no longer answers
 
 
 class Peer(NamedTuple):
@@ -57,6 +67,18 @@ class Peer(NamedTuple):
     # We hold an open, greeted channel to it: an exchange skips the connect
     # and the hello (two round trips, more with TLS).
     connected: bool = False
+    # Discovery is a hint, a TLS handshake is a fact (mDNS is unauthenticated:
+    # anyone on the LAN can announce any node id at any address).  ``proven``
+    # is the last address where a handshake proved this node id; a different
+    # address announced since is only a ``candidate``, tried once the proven
+    # one fails.
+    proven: tuple[str, int] | None = None
+    candidate: tuple[str, int] | None = None
+
+    @property
+    def verified(self) -> bool:
+        """A handshake proved this node id at the address we would dial."""
+        return self.proven == (self.host, self.port)
 
     def live(self, now: float) -> bool:
         """Present and not backing off after failures."""
@@ -132,7 +154,9 @@ class PeerTable:
         round_: int = 0,
     ) -> Peer | None:
         """Discovery saw ``node_id`` at ``host:port``.  A changed address
-        clears the failure backoff (it may be why contacts failed)."""
+        clears the failure backoff (it may be why contacts failed), except
+        for a peer a handshake proved elsewhere: it keeps its address, and
+        the announced one is only tried when that fails."""
         if node_id == self.own_id:
             return None
         old = self._peers.get(node_id)
@@ -141,9 +165,17 @@ class PeerTable:
             peer = Peer(
                 node_id, host, port, swarm_id, protocol_version, now, now, first_round=round_
             )
+        elif old.proven is not None and (host, port) != old.proven:
+            peer = old._replace(
+                swarm_id=swarm_id,
+                protocol_version=protocol_version,
+                present=True,
+                candidate=(host, port),
+            )
         else:
             moved = (host, port) != (old.host, old.port)
             peer = old._replace(
+                candidate=None,
                 host=host,
                 port=port,
                 swarm_id=swarm_id,
@@ -156,10 +188,31 @@ class PeerTable:
         self._peers[node_id] = peer
         return peer
 
-    def withdrawn(self, node_id: str) -> None:
-        """Discovery says the peer left; it stays known but not live."""
-        if node_id in self._peers:
-            self._peers[node_id] = self._peers[node_id]._replace(present=False)
+    def withdrawn(self, node_id: str, address: tuple[str, int] | None = None) -> Withdrawal:
+        """Discovery says the peer left (the announcement of ``address``,
+        if given, was withdrawn).  An unverified peer stays known but not
+        live (``GONE``); the withdrawal of another address than the one we
+        dial changes nothing (``KEPT``); a peer a handshake proved at that
+        address stays until it is seen not to answer (``CHECK``: ask it,
+        then :meth:`gone` if it does not)."""
+        peer = self._peers.get(node_id)
+        if peer is None:
+            return Withdrawal.KEPT
+        if peer.candidate is not None and address == peer.candidate:
+            self._peers[node_id] = peer._replace(candidate=None)
+            return Withdrawal.KEPT
+        if address is not None and address != (peer.host, peer.port):
+            return Withdrawal.KEPT
+        if peer.verified:
+            return Withdrawal.CHECK
+        self.gone(node_id)
+        return Withdrawal.GONE
+
+    def gone(self, node_id: str) -> None:
+        """The peer left: it stays known but not live until announced again."""
+        peer = self._peers.get(node_id)
+        if peer is not None:
+            self._peers[node_id] = peer._replace(present=False)
 
     def succeeded(self, node_id: str, now: float, round_: int) -> None:
         """An exchange with the peer (either way) went through."""
@@ -200,15 +253,38 @@ class PeerTable:
         peer = self._peers.get(node_id)
         if peer is None:
             return
+        if peer.verified and peer.candidate is not None:
+            # The proven address fails and another was announced: the peer
+            # may have moved.  Try it now, once; the handshake decides.
+            host, port = peer.candidate
+            self._peers[node_id] = peer._replace(host=host, port=port, candidate=None)
+            return
+        if not peer.verified and peer.proven is not None:
+            # An announced address that did not prove itself: back to the
+            # one that did (an outsider's announcement cannot strand a peer).
+            host, port = peer.proven
+            peer = peer._replace(host=host, port=port)
         failures = peer.failures + 1
+        if peer.proven is None and failures >= FORGET_UNPROVEN_AFTER:
+            self._forget(node_id)  # an announcement nobody stands behind: a flood's fakes go
+            return
         self._peers[node_id] = peer._replace(
             failures=failures, retry_at=now + self.backoff.delay(failures)
         )
 
+    def _forget(self, node_id: str) -> None:
+        del self._peers[node_id]
+        self._order.pop(bisect.bisect_left(self._order, node_id))
+        self._connected.discard(node_id)
+
     def connected(self, node_id: str, up: bool) -> None:
         """A channel we dialled to the peer opened (``up``) or closed."""
         peer = self._peers.get(node_id)
-        if peer is not None and peer.connected != up:
+        if peer is None:
+            return
+        if up and not peer.verified:  # we dialled its address and the handshake proved it
+            peer = self._peers[node_id] = peer._replace(proven=(peer.host, peer.port))
+        if peer.connected != up:
             self._peers[node_id] = peer._replace(connected=up)
             (self._connected.add if up else self._connected.discard)(node_id)
 
