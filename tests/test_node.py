@@ -6,6 +6,7 @@ node.  Each test names the defect it guards against."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -575,3 +576,69 @@ async def test_a_proven_peer_that_really_leaves_is_let_go(
             assert peer is not None
             assert not peer.live(trio.current_time())
     assert [e for e in _events(logs, "peer_left") if e["peer"] == members[1].node_id[:12]]
+
+
+async def _stall_forever(staller: Member, victim: GossipNode) -> None:
+    """Take the victim's exchange slot, never commit, and start again the
+    moment it hangs up: a member trying to keep it busy to everyone."""
+    indices = encode_indices(np.arange(5, dtype=np.int64), DIM)
+    values = encode_values(np.zeros(5, dtype=np.float32))
+    while True:
+        try:
+            channel = await staller.dial(victim, greet_with=victim)
+            xid = 0
+            while True:
+                xid += 1
+                await channel.send(Exchange(xid, indices, values))
+                if isinstance(await channel.receive(), ExchangeReply):
+                    await _until_hung_up(channel)  # never commits
+                await trio.sleep(0.01)  # busy: ask again (real time would pass too)
+        except PeerError:
+            await trio.sleep(0.001)
+
+
+async def _merged_with_b(a: GossipNode, b: GossipNode, seconds: float, *attacks: Any) -> int:
+    async with running(a, b) as nursery:
+        await trio.sleep(2)
+        for attack in attacks:
+            nursery.start_soon(attack)
+        before = b.counters.exchanges + b.counters.responded
+        await trio.sleep(seconds)
+        return b.counters.exchanges + b.counters.responded - before
+
+
+async def test_a_member_stalling_back_to_back_cannot_keep_a_node_to_itself(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: a member that took an exchange and never committed could
+    start the next one as soon as the deadline freed the slot: the node was
+    busy to everyone else for as long as the member liked."""
+    rates = []
+    for attacked in (False, True):
+        wire, hub = MemoryWire(), DiscoveryHub()
+        a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+        b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+        staller = Member(members[2], wire, hub)
+        attacks = [functools.partial(_stall_forever, staller, a)] if attacked else []
+        rates.append(await _merged_with_b(a, b, 20.0, *attacks))
+    assert rates[1] >= 0.5 * rates[0], rates  # b (honest, only partner is a) keeps half
+
+
+async def test_a_full_model_is_served_once_a_minute_per_peer(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: a model request (a few bytes) was answered with the whole
+    model, to anyone, any number of times."""
+    wire, hub = MemoryWire(), DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    puller = Member(members[2], wire, hub)
+    async with running(a, b):
+        await trio.sleep(1)
+        channel = await puller.dial(a, greet_with=a)
+        replies = []
+        for _ in range(20):
+            await channel.send(ModelRequest())
+            replies.append(type(await channel.receive()).__name__)
+    assert replies == ["Model"] + ["Busy"] * 19
+    assert a.status().counters["refused_pulls"] == 19

@@ -251,7 +251,14 @@ class GossipNode:
             self.identity.node_id,
             self.config.node.name,
             now - self._started,
-            asdict(self.counters),
+            {
+                **asdict(self.counters),
+                # Refused to keep peers fair (gossipfl/node/fairness.py) and
+                # handshakes refused (anyone can open connections to us).
+                "refused_slots": self.participant.fairness.refused_exchanges,
+                "refused_pulls": self.participant.fairness.refused_pulls,
+                "refused_handshakes": self.network.refusals.total,
+            },
             self.settings.traffic.sent,
             self.settings.traffic.received,
             dict(self.metrics),

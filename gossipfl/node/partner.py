@@ -24,6 +24,7 @@ from gossipfl.compress import Compressor, PayloadError, ValueDtype, decode_value
 from gossipfl.compress.codec import FloatArray, IndexArray
 from gossipfl.node.bounds import ValueBound
 from gossipfl.node.deadlines import DeadlinePolicy
+from gossipfl.node.fairness import Fairness
 from gossipfl.node.model import ModelState, NonFiniteError
 from gossipfl.protocol import (
     Busy,
@@ -73,6 +74,7 @@ class Participant:
     met: Callable[[Hello], None] = lambda hello: None
     measured: Callable[[str, int, float], None] = lambda node_id, nbytes, seconds: None
     merged: Callable[[str], None] = lambda node_id: None
+    fairness: Fairness = field(default_factory=lambda: Fairness(trio.current_time))
 
 
 @dataclass(frozen=True)
@@ -174,15 +176,15 @@ async def respond(channel: MessageChannel, us: Participant) -> None:
             await channel.aclose()
             return
         if isinstance(message, ModelRequest):
-            await _serve_model(channel, us)
+            await _serve_model(channel, us, hello.node_id)
         elif isinstance(message, Exchange):
             await _respond_exchange(channel, us, hello.node_id, message)
         else:  # the session lets nothing else through here; refuse, never assert
             await _unexpected(channel, message, "a request")
 
 
-async def _serve_model(channel: MessageChannel, us: Participant) -> None:
-    if not us.model.ready:
+async def _serve_model(channel: MessageChannel, us: Participant, peer_id: str) -> None:
+    if not us.model.ready or not us.fairness.may_pull(peer_id):
         await channel.send(Busy(us.terms.busy_retry_s))
         return
     await channel.send(Model(encode_values(us.model.params, "float32")))
@@ -199,9 +201,15 @@ async def _respond_exchange(
         await channel.reject(f"bad exchange {request.xid}: {exc}")
     await _check_values(channel, us, received, indices, f"exchange {request.xid}")
     if not model.accepting():
+        us.fairness.busy_for(peer_id)
+        await channel.send(Busy(terms.busy_retry_s))
+        return
+    if not us.fairness.may_exchange(peer_id):
         await channel.send(Busy(terms.busy_retry_s))
         return
     model.in_exchange = True
+    us.fairness.started(peer_id)
+    committed = False
     try:
         sent = model.outgoing(indices, terms.value_dtype)
         reply = ExchangeReply(request.xid, encode_values(sent.values, terms.value_dtype))
@@ -215,6 +223,7 @@ async def _respond_exchange(
         if isinstance(commit, Bye):  # it gave up on the exchange: nothing to merge
             await channel.aclose()
         elif isinstance(commit, ExchangeCommit):
+            committed = True
             mark.report(channel, peer_id, us)
             try:
                 model.merge(sent, received)
@@ -225,6 +234,7 @@ async def _respond_exchange(
             await _unexpected(channel, commit, f"commit of exchange {request.xid}")
     finally:
         model.in_exchange = False
+        us.fairness.ended(peer_id, committed=committed)
 
 
 class Outcome(enum.Enum):

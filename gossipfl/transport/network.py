@@ -63,7 +63,10 @@ def peer_label(node_id: str, address: str) -> str:
 
 
 class Network(Protocol):
-    """Listens for and dials authenticated message channels."""
+    """Listens for and dials authenticated message channels.  ``refusals``
+    counts (and logs, without flooding) the handshakes it refused."""
+
+    refusals: RefusalLog
 
     async def serve(
         self,
