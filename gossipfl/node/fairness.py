@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 class Fairness:
     clock: Callable[[], float]
     penalty_s: float = 30.0
-    gap_s: float = 0.5
+    gap_s: float = 0.15  # a busy peer retries within 1.5 x busy_retry_s (0.1 s)
     pull_interval_s: float = 60.0
     pulls_per_interval: int = 10
     _barred: dict[str, float] = field(default_factory=dict)  # peer -> no slot before
