@@ -66,6 +66,17 @@ def _start(value: float) -> np.ndarray:
     return np.full(DIM, value, dtype=np.float32)
 
 
+def _two_nodes(
+    members: list[NodeIdentity], wire: MemoryWire | None = None, hub: DiscoveryHub | None = None
+) -> tuple[GossipNode, GossipNode]:
+    """Nodes ``a`` and ``b`` (on a fresh wire unless given one), restored
+    as if they had been running, from models of all 0 and all 1."""
+    wire, hub = wire or MemoryWire(), hub or DiscoveryHub()
+    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
+    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    return a, b
+
+
 def _host(node: GossipNode) -> RecordingHost:
     assert isinstance(node.trainer, RecordingHost)
     return node.trainer
@@ -91,8 +102,7 @@ async def test_a_message_out_of_place_cannot_stop_the_node(
     a hello; the AssertionError escaped the connection handler and stopped
     the whole node (one such connection per daemon stopped a demo swarm)."""
     wire, hub = MemoryWire(), DiscoveryHub()
-    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    a, b = _two_nodes(members, wire, hub)
     attacker = Member(members[2], wire, hub)
     with structlog.testing.capture_logs() as logs:
         async with running(a, b):
@@ -151,8 +161,7 @@ async def test_a_partner_that_never_commits_frees_the_slot_after_the_exchange_de
     came, under the idle timeout: one member that never commits isolated a
     node (busy to everyone, never initiating) for two minutes."""
     wire, hub = MemoryWire(), DiscoveryHub()
-    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    a, b = _two_nodes(members, wire, hub)
     staller = Member(members[2], wire, hub)
     async with running(a, b):
         await trio.sleep(2)
@@ -471,9 +480,7 @@ class _Diverging(DriftTrainer):
 async def test_a_diverging_trainer_is_reported_and_the_node_goes_on(
     members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
 ) -> None:
-    wire, hub = MemoryWire(), DiscoveryHub()
-    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    a, b = _two_nodes(members)
     _host(a).trainer = _Diverging(DIM, target=1.0)
     with structlog.testing.capture_logs() as logs:
         async with running(a, b):
@@ -497,8 +504,7 @@ async def test_a_member_sending_huge_values_cannot_poison_or_stop_a_node(
     """Defect: one committed exchange of 1e30 from a member crashed the
     receiving daemon, and its checkpoint crashed every restart."""
     wire, hub = MemoryWire(), DiscoveryHub()
-    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    a, b = _two_nodes(members, wire, hub)
     attacker = Member(members[2], wire, hub)
     with structlog.testing.capture_logs() as logs:
         async with running(a, b):
@@ -532,8 +538,7 @@ async def test_spoofed_announcements_cannot_redirect_or_evict_a_proven_peer(
     was evicted and its channel closed); over mDNS alone it emptied every
     peer table.  Here the hub plays the unauthenticated network."""
     wire, hub = MemoryWire(), DiscoveryHub()
-    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    a, b = _two_nodes(members, wire, hub)
     b_id = members[1].node_id
     with structlog.testing.capture_logs() as logs:
         async with running(a, b):
@@ -561,9 +566,7 @@ async def test_spoofed_announcements_cannot_redirect_or_evict_a_proven_peer(
 async def test_a_proven_peer_that_really_leaves_is_let_go(
     members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
 ) -> None:
-    wire, hub = MemoryWire(), DiscoveryHub()
-    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    a, b = _two_nodes(members)
     with structlog.testing.capture_logs() as logs:
         async with running(a):
             with trio.CancelScope() as b_scope:
@@ -616,8 +619,7 @@ async def test_a_member_stalling_back_to_back_cannot_keep_a_node_to_itself(
     rates = []
     for attacked in (False, True):
         wire, hub = MemoryWire(), DiscoveryHub()
-        a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-        b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+        a, b = _two_nodes(members, wire, hub)
         staller = Member(members[2], wire, hub)
         attacks = [functools.partial(_stall_forever, staller, a)] if attacked else []
         rates.append(await _merged_with_b(a, b, 20.0, *attacks))
@@ -630,8 +632,7 @@ async def test_a_full_model_is_served_once_a_minute_per_peer(
     """Defect: a model request (a few bytes) was answered with the whole
     model, to anyone, any number of times."""
     wire, hub = MemoryWire(), DiscoveryHub()
-    a = make_node(members[0], wire, hub, name="a", start_from=_start(0))
-    b = make_node(members[1], wire, hub, name="b", start_from=_start(1))
+    a, b = _two_nodes(members, wire, hub)
     puller = Member(members[2], wire, hub)
     async with running(a, b):
         await trio.sleep(1)
