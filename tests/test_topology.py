@@ -329,3 +329,18 @@ def test_own_capacity_is_the_best_measured_link() -> None:
     assert capacity is not None
     assert capacity == pytest.approx(5 * MB, rel=1e-4)
     assert PeerTable("x").capacity() is None
+
+
+def test_a_flood_of_unproven_announcements_costs_a_bounded_table() -> None:
+    table = PeerTable("self", max_unproven=4)
+    _proven(table, "real", "10.0.0.2", 7000)  # proven peers do not count
+    for i in range(4):
+        table.announced(f"fake{i}", "10.6.6.6", i, "s", 1, now=0)
+    assert table.announced("fake4", "10.6.6.6", 4, "s", 1, now=1.0) is None  # full
+    table.failed("fake0", now=1.0)  # failing: forgotten to make room
+    assert table.announced("fake4", "10.6.6.6", 4, "s", 1, now=2.0) is not None
+    assert "fake0" not in table
+    assert table.announced("fake5", "10.6.6.6", 5, "s", 1, now=30.0) is None
+    assert table.announced("fake5", "10.6.6.6", 5, "s", 1, now=61.0) is not None  # stalest went
+    assert len(table) == 5
+    assert "real" in table

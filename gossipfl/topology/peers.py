@@ -18,6 +18,11 @@ UNKNOWN_LINK = LinkEstimate()
 # A peer no handshake ever proved is forgotten after this many failed
 # contacts in a row (it comes back if it is announced again).
 FORGET_UNPROVEN_AFTER = 3
+# At most this many peers no handshake has proved: a flood of announcements
+# costs a bounded table.  Room is made by forgetting withdrawn or failing
+# ones, or one unheard of for a minute; else a new announcement waits.
+MAX_UNPROVEN = 1024
+UNPROVEN_STALE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -97,16 +102,22 @@ class PeerTable:
     """Known peers by node id.  Our own id is never added."""
 
     def __init__(
-        self, own_id: str, backoff: Backoff | None = None, exchange_bytes: int = 100_000
+        self,
+        own_id: str,
+        backoff: Backoff | None = None,
+        exchange_bytes: int = 100_000,
+        max_unproven: int = MAX_UNPROVEN,
     ) -> None:
         self.own_id = own_id
         self.backoff = backoff or Backoff()
+        self.max_unproven = max_unproven
         # The size our capacity is quoted for: a typical exchange.
         self.exchange_bytes = exchange_bytes
         self._peers: dict[str, Peer] = {}
         self._order: list[str] = []  # node ids, sorted: live() is asked every round
         self._fastest: tuple[float, str] | None = None  # best measured link, and whose
         self._connected: set[str] = set()  # node ids we hold a channel to
+        self._unproven: set[str] = set()  # node ids no handshake has proved
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -161,6 +172,9 @@ class PeerTable:
             return None
         old = self._peers.get(node_id)
         if old is None:
+            if len(self._unproven) >= self.max_unproven and not self._make_room(now):
+                return None  # a flood of announcements: those we know come first
+            self._unproven.add(node_id)
             bisect.insort(self._order, node_id)
             peer = Peer(
                 node_id, host, port, swarm_id, protocol_version, now, now, first_round=round_
@@ -276,6 +290,21 @@ class PeerTable:
         del self._peers[node_id]
         self._order.pop(bisect.bisect_left(self._order, node_id))
         self._connected.discard(node_id)
+        self._unproven.discard(node_id)
+
+    def _make_room(self, now: float) -> bool:
+        """Forget the unproven peers that are withdrawn or failing, or else
+        the one heard of least recently, if it is older than a minute;
+        whether there is room for one more now."""
+        peers = self._peers
+        doomed = [n for n in self._unproven if not peers[n].present or peers[n].failures]
+        if not doomed:
+            stalest = min(self._unproven, key=lambda n: peers[n].last_seen)
+            if now - peers[stalest].last_seen > UNPROVEN_STALE_S:
+                doomed = [stalest]
+        for node_id in doomed:
+            self._forget(node_id)
+        return len(self._unproven) < self.max_unproven
 
     def connected(self, node_id: str, up: bool) -> None:
         """A channel we dialled to the peer opened (``up``) or closed."""
@@ -284,6 +313,7 @@ class PeerTable:
             return
         if up and not peer.verified:  # we dialled its address and the handshake proved it
             peer = self._peers[node_id] = peer._replace(proven=(peer.host, peer.port))
+            self._unproven.discard(node_id)
         if peer.connected != up:
             self._peers[node_id] = peer._replace(connected=up)
             (self._connected.add if up else self._connected.discard)(node_id)
