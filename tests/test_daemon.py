@@ -319,9 +319,11 @@ def _fd_limit(limit: int) -> Callable[[], None]:
 
 @pytest.mark.parametrize("swarm", [2], indirect=True)
 def test_running_out_of_file_descriptors_degrades_and_recovers(swarm: LocalSwarm) -> None:
-    """An outsider holding hundreds of connections open exhausts a node's
-    file descriptors: it refuses what it cannot take, never crashes, and
-    exchanges again once they are gone."""
+    """An outsider opening hundreds of connections: the node admits the
+    first 50 from one address (then 10 a second) and closes the rest before
+    their handshake.  With only 64 descriptors even those exhaust it: it
+    refuses what it cannot take, never crashes, and exchanges again once
+    they are gone."""
     swarm.start(0)
     with open(swarm.log_path(1), "ab") as log:
         node = swarm.processes[1] = subprocess.Popen(
@@ -329,7 +331,7 @@ def test_running_out_of_file_descriptors_degrades_and_recovers(swarm: LocalSwarm
             stdout=log,
             stderr=log,
             env=swarm.env,
-            preexec_fn=_fd_limit(200),
+            preexec_fn=_fd_limit(64),
         )
 
     def merged() -> int:
@@ -340,7 +342,7 @@ def test_running_out_of_file_descriptors_degrades_and_recovers(swarm: LocalSwarm
     port = int(_events(swarm, 1, "node_started")[0]["address"].rsplit(":", 1)[1])
     held: list[socket.socket] = []
     try:
-        for _ in range(400):  # far beyond its 200 descriptors
+        for _ in range(400):  # far beyond its 64 descriptors
             try:
                 held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
             except OSError:
@@ -349,12 +351,13 @@ def test_running_out_of_file_descriptors_degrades_and_recovers(swarm: LocalSwarm
         open_fds = len(os.listdir(f"/proc/{node.pid}/fd"))
         time.sleep(3)  # its dials, checkpoints and accepts fail meanwhile
         assert node.poll() is None, "the node died"
-        assert open_fds >= 195, f"only {open_fds} descriptors open: no shortage happened"
+        assert open_fds >= 60, f"only {open_fds} descriptors open: no shortage happened"
     finally:
         for sock in held:
             sock.close()
     assert node.poll() is None, "the node died"
-    # 400 refused handshakes from one address: a line, not a flood.
-    assert len(_events(swarm, 1, "handshake_refused")) <= 2
+    # 400 refused connections from one address: a line or two, not a flood.
+    assert len(_events(swarm, 1, "handshake_refused")) <= 3
+    assert _status(swarm, 1)["counters"]["refused_connections"] > 0
     before = merged()
     wait_for("exchanges again", lambda: merged() > before + 5)

@@ -254,10 +254,10 @@ class GossipNode:
             {
                 **asdict(self.counters),
                 # Refused to keep peers fair (gossipfl/node/fairness.py) and
-                # handshakes refused (anyone can open connections to us).
+                # connections refused: failed handshakes and caps (anyone may dial us).
                 "refused_slots": self.participant.fairness.refused_exchanges,
                 "refused_pulls": self.participant.fairness.refused_pulls,
-                "refused_handshakes": self.network.refusals.total,
+                "refused_connections": self.network.refusals.total,
             },
             self.settings.traffic.sent,
             self.settings.traffic.received,

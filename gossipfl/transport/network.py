@@ -19,6 +19,7 @@ import structlog
 import trio
 
 from gossipfl.protocol import Role, Session
+from gossipfl.transport.admission import Admission
 from gossipfl.transport.channel import MessageChannel, PeerError, Timeouts, Traffic
 from gossipfl.transport.refusals import RefusalLog
 from gossipfl.transport.tls import HandshakeError, secure_stream
@@ -116,26 +117,48 @@ async def accept_channel(
     context: ssl.SSLContext | None = None,
     node_id: str = "",
     refusals: RefusalLog | None = None,
+    admission: Admission | None = None,
 ) -> None:
     """Serve one accepted connection: authenticate it (the TLS handshake
     with ``context``; without one, ``node_id`` is what the network vouches
     for), then :func:`run_handler` on its responder channel.  A failed
     handshake closes this connection only, and is logged with ``address``
     (through ``refusals``, which keeps a flood of them to a line a minute
-    per address)."""
-    if context is not None:
-        try:
-            stream, node_id = await secure_stream(
-                stream, context, server_side=True, timeout_s=settings.timeouts.handshake
-            )
-        except HandshakeError as exc:
-            if refusals is None:
-                log.warning("handshake_refused", peer=address, reason=str(exc))
-            else:
-                refusals.refused(address, str(exc))
+    per address).  ``admission`` caps connections, handshakes and their
+    rate per address: a connection over a cap is closed before its
+    handshake, and logged the same way."""
+
+    def refused(reason: str) -> None:
+        if refusals is None:
+            log.warning("handshake_refused", peer=address, reason=reason)
+        else:
+            refusals.refused(address, reason)
+
+    if admission is not None:
+        reason = admission.admit(address.rsplit(":", 1)[0])
+        if reason is not None:
+            refused(reason)
             await trio.aclose_forcefully(stream)
             return
-    await run_handler(handler, settings.channel(stream, Role.RESPONDER, node_id, address))
+    try:
+        if context is not None:
+            try:
+                if admission is not None:
+                    admission.handshakes += 1
+                stream, node_id = await secure_stream(
+                    stream, context, server_side=True, timeout_s=settings.timeouts.handshake
+                )
+            except HandshakeError as exc:
+                refused(str(exc))
+                await trio.aclose_forcefully(stream)
+                return
+            finally:
+                if admission is not None:
+                    admission.handshakes -= 1
+        await run_handler(handler, settings.channel(stream, Role.RESPONDER, node_id, address))
+    finally:
+        if admission is not None:
+            admission.closed()
 
 
 async def dialled_channel(

@@ -6,6 +6,7 @@ import ssl
 
 import trio
 
+from gossipfl.transport.admission import Admission
 from gossipfl.transport.channel import MessageChannel
 from gossipfl.transport.identity import NodeIdentity
 from gossipfl.transport.network import (
@@ -48,6 +49,7 @@ class TcpNetwork:
         self.client_context = tls_context(identity, server_side=False)
         self.server_context = tls_context(identity, server_side=True)
         self.refusals = RefusalLog(trio.current_time)
+        self.admission = Admission(trio.current_time)
 
     async def serve(
         self,
@@ -67,6 +69,7 @@ class TcpNetwork:
                 handler,
                 context=self.server_context,
                 refusals=self.refusals,
+                admission=self.admission,
             )
 
         async with trio.open_nursery() as nursery:
