@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from gossipfl.transport.admission import Admission
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import ManualClock
 
 
 def test_handshakes_from_one_address_are_rate_limited_with_a_burst() -> None:
-    clock = Clock()
+    clock = ManualClock()
     gate = Admission(clock, per_address_rate=10.0, per_address_burst=5.0)
     assert [gate.admit("10.6.6.6") for _ in range(5)] == [None] * 5
     assert gate.admit("10.6.6.6") == "more than 10 handshakes a second from 10.6.6.6"
@@ -26,7 +19,7 @@ def test_handshakes_from_one_address_are_rate_limited_with_a_burst() -> None:
 
 
 def test_connections_and_handshakes_in_progress_are_capped() -> None:
-    clock = Clock()
+    clock = ManualClock()
     gate = Admission(clock, max_connections=3, max_handshakes=2)
     assert gate.admit("a") is None
     gate.handshakes = 2  # two handshakes under way

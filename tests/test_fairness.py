@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from gossipfl.node.fairness import Fairness
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import ManualClock
 
 
 def test_a_peer_that_never_commits_waits_out_a_penalty() -> None:
-    clock = Clock()
+    clock = ManualClock()
     fair = Fairness(clock, penalty_s=30.0)
     fair.started("staller")
     clock.now = 2.0
@@ -27,7 +20,7 @@ def test_a_peer_that_never_commits_waits_out_a_penalty() -> None:
 
 
 def test_no_back_to_back_slot_while_others_wait() -> None:
-    clock = Clock()
+    clock = ManualClock()
     fair = Fairness(clock, gap_s=0.5)
     fair.started("a")
     fair.busy_for("b")  # b asked while a held the slot
@@ -42,7 +35,7 @@ def test_no_back_to_back_slot_while_others_wait() -> None:
 
 
 def test_model_pulls_are_limited_per_peer_and_in_all() -> None:
-    clock = Clock()
+    clock = ManualClock()
     fair = Fairness(clock, pull_interval_s=60.0, pulls_per_interval=3)
     assert fair.may_pull("joiner")
     assert not fair.may_pull("joiner")  # the same peer again: not within a minute

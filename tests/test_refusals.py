@@ -6,18 +6,11 @@ from __future__ import annotations
 import structlog.testing
 
 from gossipfl.transport.refusals import MAX_TRACKED, RefusalLog
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import ManualClock
 
 
 def test_a_flood_from_one_address_is_one_line_a_minute_with_its_count() -> None:
-    clock = Clock()
+    clock = ManualClock()
     refusals = RefusalLog(clock, interval_s=60.0)
     with structlog.testing.capture_logs() as logs:
         for i in range(400):
@@ -33,7 +26,7 @@ def test_a_flood_from_one_address_is_one_line_a_minute_with_its_count() -> None:
 
 
 def test_the_addresses_remembered_are_bounded() -> None:
-    clock = Clock()
+    clock = ManualClock()
     refusals = RefusalLog(clock)
     with structlog.testing.capture_logs():
         for i in range(MAX_TRACKED + 500):
