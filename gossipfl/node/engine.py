@@ -253,8 +253,8 @@ class GossipNode:
             now - self._started,
             {
                 **asdict(self.counters),
-                # Refused to keep peers fair (gossipfl/node/fairness.py) and
-                # connections refused: failed handshakes and caps (anyone may dial us).
+                # Exchanges and pulls refused to keep peers fair (fairness.py);
+                # connections refused: failed handshakes and admission caps.
                 "refused_slots": self.participant.fairness.refused_exchanges,
                 "refused_pulls": self.participant.fairness.refused_pulls,
                 "refused_connections": self.network.refusals.total,
