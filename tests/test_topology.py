@@ -344,3 +344,16 @@ def test_a_flood_of_unproven_announcements_costs_a_bounded_table() -> None:
     assert table.announced("fake5", "10.6.6.6", 5, "s", 1, now=61.0) is not None  # stalest went
     assert len(table) == 5
     assert "real" in table
+
+
+def test_an_unproven_peer_never_outweighs_a_proven_one() -> None:
+    """A fake announcement of a fast-looking peer must not draw rounds
+    away from peers a handshake proved."""
+    table = _table(4, bandwidths=[10 * MB, 1 * MB, 100 * MB, 100 * MB])
+    for node_id in ("peer00", "peer01"):
+        table.connected(node_id, True)  # proven; peer02 and peer03 only announced
+    peers = {p.node_id: p for p in table.live(0.0)}
+    weights = dict(zip(peers, BandwidthAware().weights(list(peers.values())), strict=True))
+    assert weights["peer02"] <= weights["peer01"]
+    assert weights["peer03"] <= weights["peer01"]
+    assert weights["peer00"] > weights["peer01"]

@@ -62,6 +62,9 @@ class BandwidthAware:
        link never measured weighs as much as the slowest known one.
     3. Peers exchanged with in the last ``exclude_recent`` rounds come last,
        so a node does not keep averaging with the same partner.
+    4. A peer no handshake has proved (only an announcement vouches for
+       it) never weighs more than the lightest proven one, and only proven
+       peers are forced by 1.: discovery is a hint (docs/security.md).
 
     Weights also use each peer's advertised capacity (its own best rate),
     see :meth:`weights`: with ``fit = 0`` they depend on our link only.
@@ -114,8 +117,13 @@ class BandwidthAware:
             link = rate = np.ones(len(peers))
         capacity = np.array([p.capacity or 0.0 for p in peers])
         usage = np.where(capacity > 0, np.minimum(link / np.maximum(capacity, 1e-9), 1.0), 1.0)
-        weights: np.ndarray = np.power(rate / rate.max(), self.power)
-        return weights * np.power(usage, self.fit)
+        weights: np.ndarray = np.power(rate / rate.max(), self.power) * np.power(usage, self.fit)
+        # A peer only an announcement vouches for (mDNS is unauthenticated)
+        # never weighs more than the lightest peer a handshake proved.
+        proven = np.array([p.verified for p in peers])
+        if proven.any() and not proven.all():
+            weights = np.where(proven, weights, np.minimum(weights, weights[proven].min()))
+        return weights
 
     def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
         if not peers:
@@ -141,6 +149,9 @@ class BandwidthAware:
         reached within i rounds; as soon as that is tight for some peer,
         every peer up to it is forced, earliest deadline first.
         """
+        # Only proven peers are forced: a flood of fake announcements must
+        # not take the rounds (unproven ones are reached through the weights).
+        peers = [p for p in peers if p.verified] if any(p.verified for p in peers) else peers
         bound = max(self.max_staleness, STALENESS_PER_PEER * len(peers))
         since = [p.rounds_since_contact(round_) for p in peers]
         if bound - max(since) - (len(peers) - 1) > 1:
