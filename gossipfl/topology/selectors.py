@@ -151,7 +151,7 @@ class BandwidthAware:
         """
         # Only proven peers are forced: a flood of fake announcements must
         # not take the rounds (unproven ones are reached through the weights).
-        peers = [p for p in peers if p.verified] if any(p.verified for p in peers) else peers
+        peers = [p for p in peers if p.verified] or peers
         bound = max(self.max_staleness, STALENESS_PER_PEER * len(peers))
         since = [p.rounds_since_contact(round_) for p in peers]
         if bound - max(since) - (len(peers) - 1) > 1:

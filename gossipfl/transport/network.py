@@ -116,7 +116,7 @@ async def accept_channel(
     *,
     context: ssl.SSLContext | None = None,
     node_id: str = "",
-    refusals: RefusalLog | None = None,
+    refusals: RefusalLog,
     admission: Admission | None = None,
 ) -> None:
     """Serve one accepted connection: authenticate it (the TLS handshake
@@ -127,17 +127,10 @@ async def accept_channel(
     per address).  ``admission`` caps connections, handshakes and their
     rate per address: a connection over a cap is closed before its
     handshake, and logged the same way."""
-
-    def refused(reason: str) -> None:
-        if refusals is None:
-            log.warning("handshake_refused", peer=address, reason=reason)
-        else:
-            refusals.refused(address, reason)
-
     if admission is not None:
         reason = admission.admit(address.rsplit(":", 1)[0])
         if reason is not None:
-            refused(reason)
+            refusals.refused(address, reason)
             await trio.aclose_forcefully(stream)
             return
     try:
@@ -149,7 +142,7 @@ async def accept_channel(
                     stream, context, server_side=True, timeout_s=settings.timeouts.handshake
                 )
             except HandshakeError as exc:
-                refused(str(exc))
+                refusals.refused(address, str(exc))
                 await trio.aclose_forcefully(stream)
                 return
             finally:
