@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import structlog
 import trio
-import trio.testing
 
 from gossipfl.node.checkpoint import Checkpoint
 from gossipfl.node.compute import InlineTrainerHost
@@ -38,6 +37,7 @@ from gossipfl.plugins import load_compressor
 from gossipfl.topology.discovery import Announcement, DiscoveryHub, InMemoryDiscovery
 from gossipfl.trainers import Trainer
 from gossipfl.transport import Address, MemoryNetwork, NodeIdentity
+from simnet.clock import EventClock
 from simnet.determinism import seeded_scheduler
 from simnet.links import EmulatedWire, Fabric, HostLink
 from simnet.oracle import MatchingOracle, OracleSelector
@@ -476,7 +476,7 @@ def run_simulation(
     with tempfile.TemporaryDirectory(prefix="gossipfl-sim-") as tmp:
         identities = make_identities(workdir or Path(tmp), spec.size, spec.seed, files=spec.tls)
         simulation = Simulation(spec, identities, on_tick)
-        clock = trio.testing.MockClock(autojump_threshold=0)
+        clock = EventClock()
         with counted_logs(log_level) as counts:
             started = time.perf_counter()  # what the run cost us; no node sees it
             with seeded_scheduler(spec.seed), rare_collections():

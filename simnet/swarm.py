@@ -6,9 +6,9 @@ Each node is the daemon's own engine with the in-process seams: a
 streams unless ``tls=False``), an :class:`~gossipfl.node.compute.InlineTrainerHost`
 that charges ``step_cost_s / speed`` of virtual time per local step, a
 :class:`~gossipfl.node.state.MemoryStateStore`, and
-:class:`~gossipfl.topology.InMemoryDiscovery`.  The clock is
-``trio.testing.MockClock(autojump_threshold=0)``: nothing sleeps for real,
-no socket or thread is opened.
+:class:`~gossipfl.topology.InMemoryDiscovery`.  The clock is a
+:class:`~simnet.clock.EventClock`: nothing sleeps for real, no socket or
+thread is opened.
 
 Reproducible: node keys (hence node ids, hence every node's generator) are
 derived from ``seed``, trainers partition their data from it, and trio's
@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import trio
-import trio.testing
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gossipfl.compress.codec import FloatArray
@@ -49,6 +48,7 @@ from gossipfl.transport.identity import (
     keygen,
     spki_sha256,
 )
+from simnet.clock import EventClock
 from simnet.determinism import seeded_scheduler
 from simnet.rounds import node_trainer
 
@@ -236,7 +236,7 @@ def run_swarm(spec: SwarmSpec, workdir: Path | None = None) -> SwarmResult:
     with tempfile.TemporaryDirectory(prefix="gossipfl-swarm-") as tmp:
         identities = make_identities(workdir or Path(tmp), spec.peers, spec.seed)
         swarm = InProcessSwarm(spec, identities)
-        clock = trio.testing.MockClock(autojump_threshold=0)
+        clock = EventClock()
         # Wall time is what this run cost us, reported next to the virtual
         # time it simulated; no node ever sees it.
         started = time.perf_counter()

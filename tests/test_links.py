@@ -19,7 +19,7 @@ from gossipfl.transport import (
     NodeIdentity,
     Timeouts,
 )
-from simnet.links import EmulatedStream, EmulatedWire, Fabric, HostLink
+from simnet.links import IDEAL, SEND_BUFFER, EmulatedStream, EmulatedWire, Fabric, HostLink
 
 MBIT = 1e6 / 8  # bytes/s
 T = TypeVar("T")
@@ -58,9 +58,10 @@ async def timed_transfers(fabric: Fabric, sizes: list[int], *, src: str = "a") -
     return durations
 
 
+@pytest.mark.parametrize("size", [20_000, 2_000_000])  # within the send buffer, and not
 @pytest.mark.parametrize("competing", [0, 1, 3, 10])
-def test_uplink_share_matches_bytes_over_rate_plus_latency(competing: int) -> None:
-    size, rate = 2_000_000, 10 * MBIT
+def test_uplink_share_matches_bytes_over_rate_plus_latency(competing: int, size: int) -> None:
+    rate = 10 * MBIT
     hosts = {"a": HostLink(uplink=rate, downlink=100 * MBIT, latency_s=0.010)}
     hosts |= {f"r{i}": HostLink(latency_s=0.015) for i in range(competing + 1)}
     durations = run_virtual(timed_transfers, Fabric(hosts), [size] * (competing + 1))
@@ -69,10 +70,11 @@ def test_uplink_share_matches_bytes_over_rate_plus_latency(competing: int) -> No
         assert duration == pytest.approx(expected, rel=0.05)
 
 
-def test_a_transfer_speeds_up_when_a_competitor_finishes() -> None:
+@pytest.mark.parametrize("small", [10_000, 1_000_000])  # within the send buffer, and not
+def test_a_transfer_speeds_up_when_a_competitor_finishes(small: int) -> None:
     rate = 8 * MBIT
     fabric = Fabric({"a": HostLink(uplink=rate)})
-    small, large = 1_000_000, 3_000_000
+    large = 3 * small
     short, long = run_virtual(timed_transfers, fabric, [small, large])
     assert short == pytest.approx(2 * small / rate, rel=0.01)
     # Shared until the small one is done, then the whole uplink.
@@ -83,6 +85,28 @@ def test_the_slower_end_bounds_a_transfer() -> None:
     fabric = Fabric({"a": HostLink(uplink=100 * MBIT), "r0": HostLink(downlink=MBIT)})
     (duration,) = run_virtual(timed_transfers, fabric, [500_000])
     assert duration == pytest.approx(500_000 / MBIT, rel=0.01)
+
+
+def test_a_write_returns_once_the_rest_fits_the_send_buffer() -> None:
+    rate = MBIT
+    fabric = Fabric({"a": HostLink(uplink=rate, latency_s=0.01)})
+    wire = EmulatedWire(fabric)
+    small, large = 1_000, SEND_BUFFER + 125_000
+
+    async def scenario() -> tuple[float, float, float]:
+        ours, theirs = wire.stream_pair("a", "b")
+        assert isinstance(theirs, EmulatedStream)
+        await ours.send_all(b"x" * small)
+        small_returned = trio.current_time()
+        await ours.send_all(b"x" * large)
+        large_returned = trio.current_time()
+        return small_returned, large_returned, await drain(theirs, small + large)
+
+    small_returned, large_returned, arrived = run_virtual(scenario)
+    assert small_returned == 0.0  # a small message costs its sender no wait
+    # ... a large one waits while all but a buffer's worth leaves
+    assert large_returned == pytest.approx((small + large - SEND_BUFFER) / rate)
+    assert arrived == pytest.approx((small + large) / rate + 0.01)
 
 
 def test_a_degraded_link_slows_a_transfer_in_flight() -> None:
@@ -133,8 +157,9 @@ def test_a_dropped_link_breaks_both_ends_mid_transfer() -> None:
     assert ended == pytest.approx(1.0)  # at the drop, not when the 8 s transfer would end
 
 
-def test_close_is_end_of_stream_after_the_data_arrives() -> None:
-    fabric = Fabric({"a": HostLink(latency_s=0.05)})
+@pytest.mark.parametrize("uplink", [IDEAL, MBIT])
+def test_close_is_end_of_stream_after_the_data_arrives(uplink: float) -> None:
+    fabric = Fabric({"a": HostLink(uplink=uplink, latency_s=0.05)})
     wire = EmulatedWire(fabric)
 
     async def scenario() -> list[tuple[bytes | bytearray, float]]:
@@ -146,7 +171,8 @@ def test_close_is_end_of_stream_after_the_data_arrives() -> None:
             got.append((await theirs.receive_some(), trio.current_time()))
         return got
 
-    assert run_virtual(scenario) == [(b"hello", 0.05), (b"", 0.05), (b"", 0.05)]
+    arrival = 5 / uplink + 0.05
+    assert run_virtual(scenario) == [(b"hello", arrival), (b"", arrival), (b"", arrival)]
 
 
 def _network(wire: EmulatedWire, host: str, identity: NodeIdentity) -> MemoryNetwork:

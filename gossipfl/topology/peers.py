@@ -114,7 +114,10 @@ class PeerTable:
         # The size our capacity is quoted for: a typical exchange.
         self.exchange_bytes = exchange_bytes
         self._peers: dict[str, Peer] = {}
-        self._order: list[str] = []  # node ids, sorted: live() is asked every round
+        # Node ids in a stable order (sorted: the same in every run), sorted
+        # when next read: a swarm's start announces hundreds at once.
+        self._order: list[str] = []
+        self._order_sorted = True
         self._fastest: tuple[float, str] | None = None  # best measured link, and whose
         self._connected: set[str] = set()  # node ids we hold a channel to
         self._unproven: set[str] = set()  # node ids no handshake has proved
@@ -134,7 +137,13 @@ class PeerTable:
     def live(self, now: float) -> list[Peer]:
         """Peers that may be contacted now, in a stable order (by node id)."""
         peers = self._peers
-        return [peer for node_id in self._order if (peer := peers[node_id]).live(now)]
+        return [peer for node_id in self._ordered() if (peer := peers[node_id]).live(now)]
+
+    def _ordered(self) -> list[str]:
+        if not self._order_sorted:
+            self._order.sort()
+            self._order_sorted = True
+        return self._order
 
     def sample(self, now: float, size: int, rng: np.random.Generator) -> list[Peer]:
         """The live peers when there are at most ``size`` of them, else
@@ -146,7 +155,7 @@ class PeerTable:
         would otherwise be seen only when chance draws it."""
         if len(self._order) <= size:
             return self.live(now)
-        peers, order = self._peers, self._order
+        peers, order = self._peers, self._ordered()
         picks = np.sort(rng.choice(len(order), size=size, replace=False)).tolist()
         drawn = [peers[order[i]] for i in picks]
         connected = [peers[node_id] for node_id in sorted(self._connected)]
@@ -175,7 +184,8 @@ class PeerTable:
             if len(self._unproven) >= self.max_unproven and not self._make_room(now):
                 return None  # a flood of announcements: those we know come first
             self._unproven.add(node_id)
-            bisect.insort(self._order, node_id)
+            self._order.append(node_id)
+            self._order_sorted = False
             peer = Peer(
                 node_id, host, port, swarm_id, protocol_version, now, now, first_round=round_
             )
@@ -288,7 +298,8 @@ class PeerTable:
 
     def _forget(self, node_id: str) -> None:
         del self._peers[node_id]
-        self._order.pop(bisect.bisect_left(self._order, node_id))
+        order = self._ordered()
+        order.pop(bisect.bisect_left(order, node_id))
         self._connected.discard(node_id)
         self._unproven.discard(node_id)
 

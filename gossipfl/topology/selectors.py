@@ -91,8 +91,9 @@ class BandwidthAware:
         self.fit = fit
         self.exchange_bytes = exchange_bytes
 
-    def weights(self, peers: Sequence[Peer]) -> np.ndarray:
-        """``(rate / fastest) ** power * (link / capacity) ** fit``.
+    def weights(self, peers: Sequence[Peer], verified: Sequence[bool] | None = None) -> np.ndarray:
+        """``(rate / fastest) ** power * (link / capacity) ** fit``
+        (``verified``: each peer's :attr:`Peer.verified`, if known).
 
         ``rate`` counts the connect and hello where no channel is open;
         ``link`` is the same rate over an open channel, comparable with the
@@ -103,24 +104,24 @@ class BandwidthAware:
         each other).  Unknown capacity: 1.
         """
         size = self.exchange_bytes
-        measured = np.array([p.link.measured for p in peers])
-        link = np.array([size / p.link.round_trip(size) for p in peers])
-        rate = np.array([size / _exchange_time(p, size) for p in peers])
         # An unknown link is taken to be as slow as the slowest known one:
         # a node knows few of its links, and exploring each unknown one as a
         # fast one spends most rounds on slow partners.  Peers that contact
         # us are measured anyway, and the staleness bound reaches the rest.
-        if measured.any():
-            link = np.where(measured, link, link[measured].min())
-            rate = np.where(measured, rate, rate[measured].min())
-        else:
-            link = rate = np.ones(len(peers))
+        link, rate = np.ones(len(peers)), np.ones(len(peers))
+        known = [i for i, p in enumerate(peers) if p.link.measured]
+        if known:
+            known_link = np.array([size / peers[i].link.round_trip(size) for i in known])
+            known_rate = np.array([size / _exchange_time(peers[i], size) for i in known])
+            link.fill(known_link.min())
+            rate.fill(known_rate.min())
+            link[known], rate[known] = known_link, known_rate
         capacity = np.array([p.capacity or 0.0 for p in peers])
         usage = np.where(capacity > 0, np.minimum(link / np.maximum(capacity, 1e-9), 1.0), 1.0)
         weights: np.ndarray = np.power(rate / rate.max(), self.power) * np.power(usage, self.fit)
         # A peer only an announcement vouches for (mDNS is unauthenticated)
         # never weighs more than the lightest peer a handshake proved.
-        proven = np.array([p.verified for p in peers])
+        proven = np.array([p.verified for p in peers] if verified is None else verified)
         if proven.any() and not proven.all():
             weights = np.where(proven, weights, np.minimum(weights, weights[proven].min()))
         return weights
@@ -128,7 +129,8 @@ class BandwidthAware:
     def rank(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
         if not peers:
             return []
-        forced = self._forced(peers, round_, rng)
+        verified = {p.node_id for p in peers if p.verified}
+        forced = self._forced(peers, verified, round_, rng)
         taken = {p.node_id for p in forced}
         recent = [
             p
@@ -139,9 +141,12 @@ class BandwidthAware:
         ]
         taken |= {p.node_id for p in recent}
         rest = [p for p in peers if p.node_id not in taken]
-        return forced + _weighted_order(rest, self.weights(rest) if rest else None, rng) + recent
+        weights = self.weights(rest, [p.node_id in verified for p in rest]) if rest else None
+        return forced + _weighted_order(rest, weights, rng) + recent
 
-    def _forced(self, peers: Sequence[Peer], round_: int, rng: np.random.Generator) -> list[Peer]:
+    def _forced(
+        self, peers: Sequence[Peer], verified: set[str], round_: int, rng: np.random.Generator
+    ) -> list[Peer]:
         """Peers that must be contacted now for every deadline to hold.
 
         A peer's deadline is its last contact + the staleness bound.
@@ -151,7 +156,7 @@ class BandwidthAware:
         """
         # Only proven peers are forced: a flood of fake announcements must
         # not take the rounds (unproven ones are reached through the weights).
-        peers = [p for p in peers if p.verified] or peers
+        peers = [p for p in peers if p.node_id in verified] or peers
         bound = max(self.max_staleness, STALENESS_PER_PEER * len(peers))
         since = [p.rounds_since_contact(round_) for p in peers]
         if bound - max(since) - (len(peers) - 1) > 1:
