@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/swarm.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/algorithm.py
+	$(BIN)/python bench/attacks.py
 
 demo: $(STAMP)
 	$(BIN)/gossipfl demo

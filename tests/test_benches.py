@@ -18,6 +18,7 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
     makefile = (BENCH.parent / "Makefile").read_text()
     assert SCRIPTS == [
         "algorithm.py",
+        "attacks.py",
         "compress.py",
         "compression_sim.py",
         "partner_choice.py",

@@ -145,6 +145,45 @@ async def test_plain_tcp_garbage_before_the_handshake_is_refused_and_logged(swar
     assert "handshake failed" in refused[0]["reason"]
 
 
+async def test_one_member_cannot_hold_every_connection_a_node_admits(swarm: Swarm) -> None:
+    """Defect: a member passes the handshake, so its connections counted
+    only against the 512 a node keeps open at once: one member held all of
+    them, idle, and every peer that had to dial again was refused
+    (bench/attacks.py, "connection hoard")."""
+    served: list[str] = []
+    ended = trio.Event()
+
+    async def handler(channel: MessageChannel) -> None:
+        assert channel.node_id is not None
+        served.append(channel.node_id)
+        try:
+            await channel.receive(deadline=trio.current_time() + 60)  # until it hangs up
+        finally:
+            ended.set()
+
+    hoarder, honest = swarm.members[0], swarm.members[2]
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            port = await _serve_one(swarm.members[1], nursery, handler)
+            held = [await _dial(hoarder, port) for _ in range(8)]
+            one_more = await _dial(hoarder, port)
+            with pytest.raises(PeerError, match="connection lost"):
+                await one_more.receive()  # closed right after its handshake
+            await _dial(honest, port)  # another node is still let in
+            await held.pop().aclose()
+            await ended.wait()
+            await _dial(hoarder, port)  # and the hoarder again, once one of its own went
+            while len(served) < 10:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert served.count(hoarder.node_id) == 9
+    assert served.count(honest.node_id) == 1
+    refused = [e for e in logs if e["event"] == "handshake_refused"]
+    assert [e["reason"] for e in refused] == [
+        f"8 connections from node {hoarder.node_id[:12]} open already"
+    ]
+
+
 async def test_a_stalled_handshake_times_out_in_virtual_time(
     swarm: Swarm, autojump_clock: trio.testing.MockClock
 ) -> None:

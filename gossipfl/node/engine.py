@@ -49,6 +49,7 @@ from gossipfl.node.partner import (
     respond,
 )
 from gossipfl.node.state import Counters, NodeStatus, StateStore
+from gossipfl.node.unproven import UnprovenBudget
 from gossipfl.plugins import PluginError, load_compressor, load_selector, wire_name
 from gossipfl.protocol import PROTOCOL_VERSION, Hello
 from gossipfl.topology.discovery import (
@@ -86,6 +87,14 @@ DISCOVERY_BATCH_S: Final = 0.05
 # What a failed contact looks like; anything else is a bug on our side.
 CONTACT_ERRORS: Final = (PeerError, HandshakeError, OSError)
 _FRAME_OVERHEAD: Final = 4096  # msgpack map, field names, xid: far less than this
+UNPROVEN_LOG_EVERY_S: Final = 60.0  # "over budget" is logged at most this often
+# A partner that lets an exchange of ours run out a deadline sized to it
+# is not chosen again for this long (not the 1 s, 2 s, 4 s... of a failed
+# contact, which one success resets): while we wait we are busy to
+# everyone, so a member that greets and then stalls, or answers one
+# exchange in two, held a node busy most of the time.  The responder's
+# rule for a partner that never commits is the same (fairness.py).
+STALL_PENALTY_S: Final = 30.0
 
 
 def frame_bytes_needed(dim: int, compressor: Compressor) -> int:
@@ -158,6 +167,10 @@ class GossipNode:
         self._started = 0.0
         self._peer_seen = trio.Event()
         self._checking: set[str] = set()  # peers being asked whether they left
+        # Time lost to peers only an announcement vouches for (unproven.py).
+        self.unproven = UnprovenBudget(trio.current_time)
+        self._unproven_logged: float | None = None
+        self._stalled: dict[str, float] = {}  # partners that stalled us -> not before
 
     def _exchange_bytes(self) -> int:
         """Bytes both ways of an exchange at the configured density."""
@@ -419,7 +432,7 @@ class GossipNode:
             began = trio.current_time()
             await self._train_round()
             trained = trio.current_time()
-            await self._exchange_round()
+            await self._exchange_round(began)
             self.time_spent["training"] += trained - began
             self.time_spent["exchanging"] += trio.current_time() - trained
             self.counters.rounds += 1
@@ -488,15 +501,17 @@ class GossipNode:
             **self.metrics,
         )
 
-    async def _exchange_round(self) -> None:
+    async def _exchange_round(self, began: float) -> None:
         """Try up to :data:`CANDIDATES` partners in the selector's order
         until one exchange is done.  The round ends by the deadline of its
-        first exchange: training never waits longer behind it."""
+        first exchange: training never waits longer behind it.  ``began``:
+        when the round (its training) began."""
         if self.model.busy():
             return  # answering a peer right now: one exchange at a time; next round
         ranked = self._ranked()
         round_end: float | None = None
         busy = self.counters.busy
+        lost = 0.0  # seconds of contacts with unproven peers that failed
         for peer in ranked[:CANDIDATES]:
             k, seconds = self._plan(peer)
             now = trio.current_time()
@@ -504,8 +519,15 @@ class GossipNode:
                 round_end = now + seconds
             elif now + seconds > round_end:
                 break  # not enough of the round left for a whole exchange
-            if await self._exchange_with(peer, k, now + seconds, self.deadlines.capped(seconds)):
+            done = await self._exchange_with(peer, k, now + seconds, self.deadlines.capped(seconds))
+            if not peer.verified and not self._proven(peer.node_id):
+                lost += trio.current_time() - now
+            if done:
+                self._lost_to_unproven(lost)
                 return
+        # A round that went to unproven peers which did not answer was lost
+        # whole, training and all: by count alone they can take most rounds.
+        self._lost_to_unproven(trio.current_time() - began if lost else 0.0)
         if self.counters.busy > busy:
             # Partners were busy, most likely initiating too.  Nodes whose
             # steps take equally long would otherwise meet in the same
@@ -514,9 +536,43 @@ class GossipNode:
             await trio.sleep(self.rng.uniform(0.0, self.participant.terms.busy_retry_s))
 
     def _ranked(self) -> list[Peer]:
-        """Live peers (or a random sample of them) in the selector's order."""
-        candidates = self.table.sample(trio.current_time(), CONSIDERED, self.rng)
+        """Live peers (or a random sample of them) in the selector's order;
+        only proven ones while unproven peers are over their time budget
+        (unless there is no proven one to turn to)."""
+        now = trio.current_time()
+        candidates = self.table.sample(now, CONSIDERED, self.rng)
+        if self._stalled:
+            self._stalled = {n: until for n, until in self._stalled.items() if until > now}
+            candidates = [p for p in candidates if p.node_id not in self._stalled]
+        if not self.unproven.allowed():
+            proven = [p for p in candidates if p.verified] or [
+                p for p in self.table.live(now) if p.verified
+            ][:CONSIDERED]
+            candidates = proven or candidates
         return self.selector.rank(candidates, self.counters.rounds, self.rng)
+
+    def _proven(self, node_id: str) -> bool:
+        """A handshake has proved ``node_id`` (at some address)."""
+        peer = self.table.get(node_id)
+        return peer is not None and peer.proven is not None
+
+    def _lost_to_unproven(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self.unproven.lost(seconds)
+        now = trio.current_time()
+        if self.unproven.allowed() or (
+            self._unproven_logged is not None and now - self._unproven_logged < UNPROVEN_LOG_EVERY_S
+        ):
+            return
+        self._unproven_logged = now
+        log.warning(
+            "unproven_peers_over_budget",
+            lost_s=round(self.unproven.lost_s, 1),
+            unproven=sum(not p.verified for p in self.table.all()),
+            hint="announced peers that never answer (a flood of fake mDNS records?): "
+            "proven peers only for now",
+        )
 
     def _plan(self, peer: Peer) -> tuple[int, float]:
         """How many coordinates to exchange with ``peer``, and how long the
@@ -597,6 +653,9 @@ class GossipNode:
                 "this transfer may need longer than [gossip] exchange_timeout_s "
                 f"({self.deadlines.cap_s:g}s) on this link; raise it"
             )
+        elif isinstance(exc, PeerError) and exc.timed_out:
+            self._stalled[peer.node_id] = trio.current_time() + STALL_PENALTY_S
+            details["not_before_s"] = STALL_PENALTY_S
         if isinstance(exc, PeerError):
             log.info("exchange_failed", **details)
         else:

@@ -1,10 +1,12 @@
-"""Logging: structlog JSON (or console) on stderr, stdlib loggers (zeroconf)
-routed through the same renderer, the node id bound to every line."""
+"""Logging: structlog JSON (or console) on stderr, stdlib loggers (zeroconf,
+trio) routed through the same renderer, the node id bound to every line."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 import structlog
 
@@ -14,6 +16,39 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+class OncePerInterval(logging.Filter):
+    """Lets each message (logger and format string) through once per
+    ``interval_s``; the next line of it says how many it stood for.
+
+    For trio's accept loop, which logs an error with its traceback every
+    0.1 s while the node is out of file descriptors: an attacker who holds
+    the descriptors would otherwise write ten lines a second
+    (bench/attacks.py, "fd limit").  The clock is injected; by default the
+    monotonic one (stdlib logging runs outside trio too)."""
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.interval_s = interval_s
+        self.clock = clock
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}  # logged at, since
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = (record.name, str(record.msg)), self.clock()
+        window = self._windows.get(key)
+        if window is not None and now - window[0] < self.interval_s:
+            self._windows[key] = (window[0], window[1] + 1)
+            return False
+        if window is not None and window[1] and isinstance(record.args, tuple):
+            record.msg = f"{record.msg} (and %d more like it since the last line)"
+            record.args = (*record.args, window[1])
+        self._windows[key] = (now, 0)
+        return True
+
+
+# stdlib loggers that repeat one line while a condition lasts.
+REPEATING_LOGGERS = ("trio.serve_listeners",)
 
 
 def configure_logging(level: str = "info", fmt: str = "json", **bound: str) -> None:
@@ -43,3 +78,8 @@ def configure_logging(level: str = "info", fmt: str = "json", **bound: str) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))  # zeroconf's debug output is very chatty
+    for name in REPEATING_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, OncePerInterval)]:
+            logger.removeFilter(old)
+        logger.addFilter(OncePerInterval())

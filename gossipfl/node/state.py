@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -163,13 +164,17 @@ class FileStateStore:
         sock.listen(8)
         listener = trio.SocketListener(sock)
         task_status.started()
+        failures, logged_at = 0, -math.inf
         try:
             async with listener:
                 while True:
                     try:
                         stream = await listener.accept()
                     except OSError as exc:  # out of file descriptors, say: wait, go on
-                        log.warning("status_socket_error", reason=str(exc))
+                        failures += 1
+                        if trio.current_time() - logged_at >= 60:  # a line a minute, counted
+                            log.warning("status_socket_error", reason=str(exc), failures=failures)
+                            failures, logged_at = 0, trio.current_time()
                         await trio.sleep(0.1)
                         continue
                     payload = json.dumps(asdict(status())).encode() + b"\n"

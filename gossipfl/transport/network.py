@@ -126,7 +126,8 @@ async def accept_channel(
     (through ``refusals``, which keeps a flood of them to a line a minute
     per address).  ``admission`` caps connections, handshakes and their
     rate per address: a connection over a cap is closed before its
-    handshake, and logged the same way."""
+    handshake, and logged the same way; and the connections one node id
+    holds at once: one over that cap is closed after its handshake."""
     if admission is not None:
         reason = admission.admit(address.rsplit(":", 1)[0])
         if reason is not None:
@@ -148,7 +149,17 @@ async def accept_channel(
             finally:
                 if admission is not None:
                     admission.handshakes -= 1
-        await run_handler(handler, settings.channel(stream, Role.RESPONDER, node_id, address))
+        if admission is not None:
+            reason = admission.admit_node(node_id)
+            if reason is not None:
+                refusals.refused(address, reason)
+                await trio.aclose_forcefully(stream)
+                return
+        try:
+            await run_handler(handler, settings.channel(stream, Role.RESPONDER, node_id, address))
+        finally:
+            if admission is not None:
+                admission.node_closed(node_id)
     finally:
         if admission is not None:
             admission.closed()
