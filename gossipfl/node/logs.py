@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import structlog
 
+from gossipfl.transport.refusals import LineThrottle
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -30,20 +32,15 @@ class OncePerInterval(logging.Filter):
 
     def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
         super().__init__()
-        self.interval_s = interval_s
-        self.clock = clock
-        self._windows: dict[tuple[str, str], tuple[float, int]] = {}  # logged at, since
+        self._lines = LineThrottle(clock, interval_s)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key, now = (record.name, str(record.msg)), self.clock()
-        window = self._windows.get(key)
-        if window is not None and now - window[0] < self.interval_s:
-            self._windows[key] = (window[0], window[1] + 1)
+        held = self._lines.admit((record.name, str(record.msg)))
+        if held is None:
             return False
-        if window is not None and window[1] and isinstance(record.args, tuple):
+        if held and isinstance(record.args, tuple):
             record.msg = f"{record.msg} (and %d more like it since the last line)"
-            record.args = (*record.args, window[1])
-        self._windows[key] = (now, 0)
+            record.args = (*record.args, held)
         return True
 
 

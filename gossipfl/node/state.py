@@ -14,7 +14,6 @@ import contextlib
 import errno
 import fcntl
 import json
-import math
 import os
 import socket
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import structlog
 import trio
 
 from gossipfl.node.checkpoint import Checkpoint, Identity, load_checkpoint, save_checkpoint
+from gossipfl.transport.refusals import LineThrottle
 
 CONTROL_SOCKET = "control.sock"
 LOCK_FILE = "lock"
@@ -164,17 +164,16 @@ class FileStateStore:
         sock.listen(8)
         listener = trio.SocketListener(sock)
         task_status.started()
-        failures, logged_at = 0, -math.inf
+        errors = LineThrottle(trio.current_time)  # a line a minute, counted
         try:
             async with listener:
                 while True:
                     try:
                         stream = await listener.accept()
                     except OSError as exc:  # out of file descriptors, say: wait, go on
-                        failures += 1
-                        if trio.current_time() - logged_at >= 60:  # a line a minute, counted
-                            log.warning("status_socket_error", reason=str(exc), failures=failures)
-                            failures, logged_at = 0, trio.current_time()
+                        held = errors.admit("accept")
+                        if held is not None:
+                            log.warning("status_socket_error", reason=str(exc), failures=held + 1)
                         await trio.sleep(0.1)
                         continue
                     payload = json.dumps(_fields(status())).encode() + b"\n"
