@@ -161,10 +161,11 @@ def _body(**fields: object) -> bytes:
         (_body(v=PROTOCOL_VERSION, type="bye"), "missing fields \\['reason'\\]"),
         (_body(v=PROTOCOL_VERSION, type="bye", reason="x", extra=1), "unexpected \\['extra'\\]"),
         (
-            _body(v=PROTOCOL_VERSION, type="busy", retry_after="soon"),
+            _body(v=PROTOCOL_VERSION, type="busy", retry_after="soon", held_s=0.0),
             "busy.retry_after must be float",
         ),
-        (_body(v=PROTOCOL_VERSION, type="busy", retry_after=float("nan")), "finite"),
+        (_body(v=PROTOCOL_VERSION, type="busy", retry_after=float("nan"), held_s=0.0), "finite"),
+        (_body(v=PROTOCOL_VERSION, type="busy", retry_after=0.1, held_s=-1.0), "non-negative"),
         (_body(v=PROTOCOL_VERSION, type="exchange_commit", xid=-1), "out of range"),
         (_body(v=PROTOCOL_VERSION, type="exchange_commit", xid=True), "must be int"),
         (_body(v=PROTOCOL_VERSION, type="model", values="text, not bin"), "must be bytes"),

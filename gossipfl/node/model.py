@@ -10,9 +10,10 @@ the two sides' sum is preserved (DESIGN.md section 3).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import trio
 
 from gossipfl.compress import ValueDtype, merge, outgoing_values
 from gossipfl.compress.codec import FloatArray, IndexArray
@@ -44,25 +45,62 @@ class Outgoing:
 class ModelState:
     """``in_exchange`` enforces one exchange at a time.  ``ready`` is false
     while a fresh node pulls its first model: it answers ``busy`` until then,
-    since anything merged into its initial weights would be thrown away."""
+    since anything merged into its initial weights would be thrown away.
+
+    While the node *answers* an exchange, one more request may wait for
+    the slot (``queued``) instead of being answered ``busy``: an answer
+    waits on no one but its own initiator, so the wait is short and no
+    cycle of waiting nodes can form (an initiating node never queues)."""
 
     params: FloatArray
     residual: FloatArray
     in_exchange: bool = False
+    answering: bool = False  # the exchange in progress is one we answer
+    queued: bool = False  # a request waits for the slot
     ready: bool = True
+    _freed: trio.Event = field(default_factory=trio.Event, repr=False)
 
     @classmethod
     def initial(cls, params: FloatArray) -> ModelState:
         return cls(params.astype(np.float32, copy=True), np.zeros(params.size, dtype=np.float32))
 
     def busy(self) -> bool:
-        """In an exchange now (either side).  A method, not a field read, so
-        checks after an ``await`` are not mistaken for repeats."""
-        return self.in_exchange
+        """In an exchange now (either side), or promised the next one.  A
+        method, not a field read, so checks after an ``await`` are not
+        mistaken for repeats."""
+        return self.in_exchange or self.queued
 
     def accepting(self) -> bool:
         """May answer a peer's exchange or model request now."""
-        return self.ready and not self.in_exchange
+        return self.ready and not self.busy()
+
+    def take(self, *, answering: bool) -> None:
+        """Take the exchange slot (it must be free)."""
+        if self.in_exchange:
+            raise RuntimeError("the node is already in an exchange")
+        self.in_exchange, self.answering = True, answering
+
+    def release(self) -> None:
+        """Give the exchange slot back, and wake a request queued for it."""
+        self.in_exchange = self.answering = False
+        self._freed.set()
+        self._freed = trio.Event()
+
+    async def queue_for_slot(self, limit_s: float) -> bool:
+        """Wait up to ``limit_s`` for the slot, if the node is answering an
+        exchange and nothing else waits; returns whether the slot is free
+        now (then nothing else can take it before the caller's next
+        ``await``)."""
+        if not (self.ready and self.answering and not self.queued):
+            return False
+        self.queued = True
+        try:
+            with trio.move_on_after(limit_s):
+                while self.in_exchange:
+                    await self._freed.wait()
+        finally:
+            self.queued = False
+        return not self.in_exchange
 
     @property
     def dim(self) -> int:

@@ -53,6 +53,10 @@ class ExchangeTerms:
     value_dtype: ValueDtype = "float32"
     max_density: float = 1.0  # refuse index sets larger than this share of the model
     busy_retry_s: float = 0.1
+    # A request that finds us answering another waits this long for the
+    # slot before it is answered busy: well inside the 2 s floor of the
+    # initiator's deadline, and longer than most answers take.
+    queue_s: float = 0.5
     deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)
     bound: ValueBound = field(default_factory=ValueBound)
 
@@ -89,11 +93,17 @@ class RoundTrip:
     def of(channel: MessageChannel) -> RoundTrip:
         return RoundTrip(trio.current_time(), channel.bytes_sent + channel.bytes_received)
 
-    def report(self, channel: MessageChannel, node_id: str, us: Participant) -> None:
-        """Tell ``us`` how long the round trip since this mark took and
-        what it moved."""
+    def report(
+        self, channel: MessageChannel, node_id: str, us: Participant, held_s: float = 0.0
+    ) -> None:
+        """Tell ``us`` how long the round trip since this mark took, less
+        ``held_s`` the peer says it kept our request waiting, and what it
+        moved.  A wait longer than the round trip itself is a lie: no
+        sample."""
         moved = channel.bytes_sent + channel.bytes_received - self.moved
-        us.measured(node_id, moved, trio.current_time() - self.at)
+        seconds = trio.current_time() - self.at - held_s
+        if seconds > 0:
+            us.measured(node_id, moved, seconds)
 
 
 def incompatibility(ours: Hello, theirs: Hello) -> str | None:
@@ -200,19 +210,24 @@ async def _respond_exchange(
     except PayloadError as exc:
         await channel.reject(f"bad exchange {request.xid}: {exc}")
     await _check_values(channel, us, received, indices, f"exchange {request.xid}")
+    held = 0.0
     if not model.accepting():
         us.fairness.busy_for(peer_id)
-        await channel.send(Busy(terms.busy_retry_s))
-        return
+        since = trio.current_time()
+        if not await model.queue_for_slot(terms.queue_s):
+            await channel.send(Busy(terms.busy_retry_s, trio.current_time() - since))
+            return
+        held = trio.current_time() - since
     if not us.fairness.may_exchange(peer_id):
         await channel.send(Busy(terms.busy_retry_s))
         return
-    model.in_exchange = True
+    model.take(answering=True)
     us.fairness.started(peer_id)
     committed = False
     try:
         sent = model.outgoing(indices, terms.value_dtype)
-        reply = ExchangeReply(request.xid, encode_values(sent.values, terms.value_dtype))
+        values = encode_values(sent.values, terms.value_dtype)
+        reply = ExchangeReply(request.xid, values, held)
         seconds = terms.deadlines.seconds(us.link_of(peer_id), len(reply.values), SMALL_MESSAGE)
         deadline = trio.current_time() + seconds
         mark = RoundTrip.of(channel)
@@ -233,7 +248,7 @@ async def _respond_exchange(
         else:
             await _unexpected(channel, commit, f"commit of exchange {request.xid}")
     finally:
-        model.in_exchange = False
+        model.release()
         us.fairness.ended(peer_id, committed=committed)
 
 
@@ -271,9 +286,7 @@ async def initiate(
     a :attr:`Outcome.HALF_MERGED` result, not an error: our model moved.
     """
     model, terms = us.model, us.terms
-    if model.in_exchange:
-        raise RuntimeError("the node is already in an exchange")
-    model.in_exchange = True
+    model.take(answering=False)
     try:
         selection = terms.compressor.select(model.residual, k, rng)
         sent = model.outgoing(selection.indices, terms.value_dtype)
@@ -282,7 +295,7 @@ async def initiate(
         await channel.send(request, deadline=deadline)
         reply = await channel.receive(deadline=deadline, waiting_for=f"reply to exchange {xid}")
         if channel.node_id is not None and isinstance(reply, Busy | ExchangeReply):
-            mark.report(channel, channel.node_id, us)
+            mark.report(channel, channel.node_id, us, reply.held_s)
         if isinstance(reply, Busy):
             return ExchangeResult(Outcome.BUSY, selection.indices, busy_retry_s=reply.retry_after)
         if not isinstance(reply, ExchangeReply):
@@ -305,7 +318,7 @@ async def initiate(
             )
         return ExchangeResult(Outcome.MERGED, selection.indices, out, back)
     finally:
-        model.in_exchange = False
+        model.release()
 
 
 async def pull_model(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-PROTOCOL_VERSION: Final = 3
+PROTOCOL_VERSION: Final = 4  # 4: held_s in exchange_reply and busy
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ class ExchangeReply:
     TYPE: ClassVar[str] = "exchange_reply"
     xid: int
     values: bytes
+    # How long the request waited for the responder's exchange slot: the
+    # initiator leaves it out of the round trip it times (a link estimate).
+    held_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Busy:
 
     TYPE: ClassVar[str] = "busy"
     retry_after: float
+    held_s: float = 0.0  # as in ExchangeReply: the request waited, in vain
 
 
 @dataclass(frozen=True)
