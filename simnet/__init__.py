@@ -11,4 +11,7 @@
   from one seed.
 * :mod:`simnet.rounds`: the learning algorithm alone, round by round, as a
   reference (see what it leaves out there).
+* :mod:`simnet.hosts`: the opposite end: real ``gossipfl run`` daemons as
+  separate hosts in network namespaces, on a bridge, with links shaped by
+  ``tc tbf`` (needs root).
 """

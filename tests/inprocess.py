@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -150,3 +151,17 @@ class Member:
             events_in, _events = trio.open_memory_channel[Any](math.inf)
             await nursery.start(InMemoryDiscovery(self.hub, own).run, events_in)
             task_status.started()
+
+
+@asynccontextmanager
+async def running(*nodes: GossipNode) -> AsyncIterator[trio.Nursery]:
+    """Run ``nodes`` for the block; stop them (final checkpoint, byes) after.
+    They start a few ms apart, as real nodes do: nodes started in the same
+    virtual instant would finish every step together and find each other
+    busy every time."""
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            await nursery.start(node.run)
+            await trio.sleep(0.0137)
+        yield nursery
+        nursery.cancel_scope.cancel()

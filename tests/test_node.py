@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,24 +41,10 @@ from gossipfl.topology.discovery import (
     unbounded_channel,
 )
 from gossipfl.transport import MemoryWire, MessageChannel, NodeIdentity, PeerError
-from tests.inprocess import DriftTrainer, Member, RecordingHost, make_node
+from tests.inprocess import DriftTrainer, Member, RecordingHost, make_node, running
 from tests.swarm_fixtures import Swarm, model_and_terms, tls_pair
 
 DIM = 64
-
-
-@asynccontextmanager
-async def running(*nodes: GossipNode) -> AsyncIterator[trio.Nursery]:
-    """Run ``nodes`` for the block; stop them (final checkpoint, byes) after.
-    They start a few ms apart, as real nodes do: nodes started in the same
-    virtual instant would finish every step together and find each other
-    busy every time."""
-    async with trio.open_nursery() as nursery:
-        for node in nodes:
-            await nursery.start(node.run)
-            await trio.sleep(0.0137)
-        yield nursery
-        nursery.cancel_scope.cancel()
 
 
 def _start(value: float) -> np.ndarray:

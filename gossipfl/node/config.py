@@ -45,6 +45,9 @@ class DiscoverySection:
     interfaces: list[str] = field(default_factory=list)  # IPv4 addresses; empty: all
     service_type: str = "_gossipfl._tcp.local."
     seeds: list[str] = field(default_factory=list)  # host:port
+    # Peers known at most (announced, shared by peers, proven); when full,
+    # those that left, failed or were never proven make room first.
+    max_peers: int = 4096
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,12 @@ def _check(config: Config, where: str) -> None:
                 f"[discovery] interfaces: {address!r} is not an IPv4 address of this host",
             )
         )
+    rules.append(
+        (
+            config.discovery.max_peers >= 8,
+            f"[discovery] max_peers = {config.discovery.max_peers} is below 8",
+        )
+    )
     for seed in config.discovery.seeds:
         rules.append(
             (
@@ -295,6 +304,7 @@ seed = 0                       # the same on every node: same initial model
 mdns = true                    # find peers on the local network
 interfaces = []                # IPv4 addresses to use for mDNS; empty: all
 seeds = []                     # ["10.0.0.5:7000"] for networks without multicast
+max_peers = 4096               # peers known at most (peers also share what they know)
 
 [gossip]
 local_steps = 1                # optimizer steps between exchanges

@@ -88,14 +88,7 @@ class LocalSwarm:
             process.send_signal(signum)
 
     def wait(self, i: int, timeout: float = 30) -> int | None:
-        process = self.processes[i]
-        if process is None:
-            return None
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
+        return reap(self.processes[i], timeout)
 
     def stop(self) -> list[int | None]:
         """SIGTERM every daemon and wait for it; returns their exit codes."""
@@ -263,3 +256,15 @@ def _summary(console: Console, swarm: LocalSwarm, statuses: list[dict[str, Any] 
         f"state (checkpoints) and logs: {swarm.root}/node*/state, {swarm.root}/node*/node.log"
     )
     return 0 if beaten == len(swarm.configs) else 1
+
+
+def reap(process: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """``process``'s exit code, once it exits, or once killed if it has not
+    within ``timeout`` seconds; ``None`` for no process."""
+    if process is None:
+        return None
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()

@@ -63,7 +63,7 @@ class DialledChannels:
             timer = RoundTrip.of(channel)
             hello = await greet(channel, self.us.terms, deadline=deadline)
             timer.report(channel, hello.node_id, self.us)
-            self.us.met(hello)
+            self.us.met(hello, None)  # we know where we dialled
         except BaseException:
             await channel.aclose()
             raise

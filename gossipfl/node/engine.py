@@ -59,6 +59,7 @@ from gossipfl.topology.discovery import (
     unbounded_channel,
 )
 from gossipfl.topology.links import LinkEstimate
+from gossipfl.topology.peer_sample import SampleError, SharedPeer, decode_sample, encode_sample
 from gossipfl.topology.peers import Peer, PeerTable, Withdrawal
 from gossipfl.topology.selectors import Selector
 from gossipfl.transport import (
@@ -71,6 +72,7 @@ from gossipfl.transport import (
     PeerError,
     Timeouts,
 )
+from gossipfl.transport.refusals import LineThrottle
 
 DiscoveryFactory = Callable[[Announcement], Discovery]
 log = structlog.get_logger("gossipfl.node")
@@ -88,6 +90,9 @@ DISCOVERY_BATCH_S: Final = 0.05
 CONTACT_ERRORS: Final = (PeerError, HandshakeError, OSError)
 _FRAME_OVERHEAD: Final = 4096  # msgpack map, field names, xid: far less than this
 UNPROVEN_LOG_EVERY_S: Final = 60.0  # "over budget" is logged at most this often
+# Our hello's sample of proven peers (peer exchange) is drawn anew at most
+# this often: each draw looks at a few dozen table entries.
+PEER_SAMPLE_EVERY_S: Final = 10.0
 # A partner that lets an exchange of ours run out a deadline sized to it
 # is not chosen again for this long (not the 1 s, 2 s, 4 s... of a failed
 # contact, which one success resets): while we wait we are busy to
@@ -131,7 +136,9 @@ class GossipNode:
         gossip = config.gossip
         self.compressor = load_compressor(gossip.compressor)
         exchange_bytes = self._exchange_bytes()
-        self.table = PeerTable(identity.node_id, exchange_bytes=exchange_bytes)
+        self.table = PeerTable(
+            identity.node_id, exchange_bytes=exchange_bytes, max_peers=config.discovery.max_peers
+        )
         # ``selector`` replaces the configured one (a simulator's reference).
         self.selector = selector or _node_selector(config, exchange_bytes)
         self.rng = np.random.default_rng([config.swarm.seed, int(identity.node_id[:15], 16)])
@@ -154,6 +161,8 @@ class GossipNode:
             met=self._met,
             measured=self.table.measured,
             merged=self._merged,
+            sample_for=self._sample_for,
+            told=self._told,
         )
         self.channels = DialledChannels(
             network, self.settings, self.participant, connected=self.table.connected
@@ -166,6 +175,9 @@ class GossipNode:
         self._xid = 0
         self._started = 0.0
         self._peer_seen = trio.Event()
+        self._sample_due = 0.0  # when to draw the next peer sample for our hello
+        self._sample_sent: dict[str, float] = {}  # peer -> when to send it ours again
+        self._bad_samples = LineThrottle(trio.current_time)  # a line a minute per peer
         self._checking: set[str] = set()  # peers being asked whether they left
         # Time lost to peers only an announcement vouches for (unproven.py).
         self.unproven = UnprovenBudget(trio.current_time)
@@ -323,16 +335,64 @@ class GossipNode:
         return peer.link if peer is not None else LinkEstimate()
 
     def _advertise(self) -> None:
-        """Keep the capacity in our hello up to date."""
-        capacity = self.table.capacity() or 0.0
+        """Keep the capacity and the peer sample in our hello up to date
+        (the sample at most every :data:`PEER_SAMPLE_EVERY_S`)."""
         terms = self.participant.terms
+        changes: dict[str, Any] = {}
+        capacity = self.table.capacity() or 0.0
         if capacity != terms.hello.capacity:
-            hello = dataclasses.replace(terms.hello, capacity=capacity)
+            changes["capacity"] = capacity
+        now = trio.current_time()
+        if now >= self._sample_due:
+            self._sample_due = now + PEER_SAMPLE_EVERY_S
+            sample = encode_sample(self.table.shareable(self.rng))
+            if sample != terms.hello.peers:
+                changes["peers"] = sample
+        if changes:
+            hello = dataclasses.replace(terms.hello, **changes)
             self.participant.terms = dataclasses.replace(terms, hello=hello)
 
-    def _met(self, hello: Hello) -> None:
-        """A peer's hello arrived (either way): note what it advertises."""
+    def _met(self, hello: Hello, host: str | None) -> None:
+        """A peer's hello arrived (either way; ``host``: the address it
+        dialled us from): note what it advertises, and the peers it tells
+        us about (peer exchange), itself included if it dialled us."""
         self.table.advertised(hello.node_id, hello.capacity)
+        itself = [] if host is None else [SharedPeer(hello.node_id, host, hello.listen_port)]
+        self._told(hello.node_id, hello.peers, itself)
+
+    def _told(self, node_id: str, blob: bytes, itself: list[SharedPeer] | None = None) -> None:
+        """Peer exchange: ``node_id`` told us of the peers in ``blob`` (and
+        ``itself``, where it dialled us).  What we did not know is added,
+        unproven; a sample that is not one is refused, the rest of the
+        message it came in is not."""
+        peers = list(itself or ())
+        if blob:
+            try:
+                peers += decode_sample(blob)
+            except SampleError as exc:
+                held = self._bad_samples.admit(node_id)
+                if held is not None:
+                    reason = str(exc)
+                    log.warning("peer_sample_refused", peer=node_id[:12], reason=reason, since=held)
+        if not peers:
+            return
+        now = trio.current_time()
+        swarm_id = self.identity.swarm_id  # a member: its certificate is of our swarm
+        new = self.table.learned(peers, swarm_id, PROTOCOL_VERSION, now, self.counters.rounds)
+        if new:
+            log.info("peers_learned", count=new, source=node_id[:12])
+            self._peer_seen.set()
+
+    def _sample_for(self, node_id: str) -> bytes:
+        """Our peer sample for ``node_id``, if it has not had it for
+        :data:`PEER_SAMPLE_EVERY_S`; else nothing."""
+        now = trio.current_time()
+        if now < self._sample_sent.get(node_id, 0.0):
+            return b""
+        if len(self._sample_sent) > self.table.max_peers:
+            self._sample_sent = {n: t for n, t in self._sample_sent.items() if t > now}
+        self._sample_sent[node_id] = now + PEER_SAMPLE_EVERY_S
+        return self.participant.terms.hello.peers
 
     def _merged(self, node_id: str) -> None:
         """A responder merge landed: the peer and we are in contact."""

@@ -69,15 +69,19 @@ class ExchangeTerms:
 class Participant:
     """This node as its partners meet it: the model it exchanges, its
     terms, what it knows of each peer's link, and hooks for the node's
-    bookkeeping: a peer's hello arrived, a round trip with a peer was
-    timed, a responder merge landed."""
+    bookkeeping: a peer's hello arrived (from the host that dialled us, if
+    it did), a round trip with a peer was timed, a responder merge landed;
+    and peer exchange: the sample of peers to send a partner now (often
+    none), and the one a partner sent."""
 
     model: ModelState
     terms: ExchangeTerms
     link_of: Callable[[str], LinkEstimate] = lambda node_id: LinkEstimate()
-    met: Callable[[Hello], None] = lambda hello: None
+    met: Callable[[Hello, str | None], None] = lambda hello, host: None
     measured: Callable[[str, int, float], None] = lambda node_id, nbytes, seconds: None
     merged: Callable[[str], None] = lambda node_id: None
+    sample_for: Callable[[str], bytes] = lambda node_id: b""
+    told: Callable[[str, bytes], None] = lambda node_id, peers: None
     fairness: Fairness = field(default_factory=lambda: Fairness(trio.current_time))
 
 
@@ -175,7 +179,7 @@ async def respond(channel: MessageChannel, us: Participant) -> None:
     if not isinstance(hello, Hello):
         await _unexpected(channel, hello, "hello")
     await _check_hello(channel, terms, hello)
-    us.met(hello)
+    us.met(hello, channel.host)
     await channel.send(terms.hello)
     while not channel.closed:
         message = await channel.next_request()
@@ -210,6 +214,7 @@ async def _respond_exchange(
     except PayloadError as exc:
         await channel.reject(f"bad exchange {request.xid}: {exc}")
     await _check_values(channel, us, received, indices, f"exchange {request.xid}")
+    us.told(peer_id, request.peers)  # busy or not
     held = 0.0
     if not model.accepting():
         us.fairness.busy_for(peer_id)
@@ -227,7 +232,7 @@ async def _respond_exchange(
     try:
         sent = model.outgoing(indices, terms.value_dtype)
         values = encode_values(sent.values, terms.value_dtype)
-        reply = ExchangeReply(request.xid, values, held)
+        reply = ExchangeReply(request.xid, values, held, us.sample_for(peer_id))
         seconds = terms.deadlines.seconds(us.link_of(peer_id), len(reply.values), SMALL_MESSAGE)
         deadline = trio.current_time() + seconds
         mark = RoundTrip.of(channel)
@@ -290,7 +295,10 @@ async def initiate(
     try:
         selection = terms.compressor.select(model.residual, k, rng)
         sent = model.outgoing(selection.indices, terms.value_dtype)
-        request = Exchange(xid, selection.wire, encode_values(sent.values, terms.value_dtype))
+        values = encode_values(sent.values, terms.value_dtype)
+        partner = channel.node_id
+        sample = b"" if partner is None else us.sample_for(partner)
+        request = Exchange(xid, selection.wire, values, sample)
         mark = RoundTrip.of(channel)
         await channel.send(request, deadline=deadline)
         reply = await channel.receive(deadline=deadline, waiting_for=f"reply to exchange {xid}")
@@ -300,6 +308,8 @@ async def initiate(
             return ExchangeResult(Outcome.BUSY, selection.indices, busy_retry_s=reply.retry_after)
         if not isinstance(reply, ExchangeReply):
             await _unexpected(channel, reply, f"reply to exchange {xid}")
+        if partner is not None:
+            us.told(partner, reply.peers)
         try:
             received = decode_values(reply.values, selection.indices.size, terms.value_dtype)
         except PayloadError as exc:

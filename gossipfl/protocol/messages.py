@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-PROTOCOL_VERSION: Final = 4  # 4: held_s in exchange_reply and busy
+PROTOCOL_VERSION: Final = 4  # 4: held_s in exchange_reply and busy; peers samples
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Hello:
     # The sender's fastest measured link, bytes/s (0: none measured yet): a
     # partner on a much slower link knows it would tie the sender up.
     capacity: float = 0.0
+    # Peer exchange: a sample of peers the sender proved, 38 bytes each
+    # (gossipfl.topology.peer_sample).
+    peers: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Exchange:
     xid: int
     indices: bytes
     values: bytes
+    # Peer exchange, as in Hello, every so often (a channel lives long and
+    # its hello is sent once): empty on most exchanges.
+    peers: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class ExchangeReply:
     # How long the request waited for the responder's exchange slot: the
     # initiator leaves it out of the round trip it times (a link estimate).
     held_s: float = 0.0
+    peers: bytes = b""  # as in Exchange
 
 
 @dataclass(frozen=True)

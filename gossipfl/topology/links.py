@@ -16,6 +16,7 @@ Pure values: every observation returns a new :class:`LinkEstimate`.
 
 from __future__ import annotations
 
+import math
 from typing import Final, NamedTuple
 
 # A link never measured is assumed to be a 10 Mbit/s, 50 ms link; selectors
@@ -40,7 +41,10 @@ OUTLIER_FACTOR: Final = 3.0
 MIN_RTT: Final = 1e-5
 OUTLIERS_TO_REFIT: Final = 3
 
-_Sums = tuple[float, float, float, float, float]  # weight, x, y, x*x, x*y
+# Standard errors a fitted cost per byte must stand clear of zero by.
+CONFIDENCE: Final = 2.0
+
+_Sums = tuple[float, float, float, float, float, float]  # weight, x, y, x*x, x*y, y*y
 
 
 class LinkEstimate(NamedTuple):
@@ -53,7 +57,7 @@ class LinkEstimate(NamedTuple):
     samples: int = 0  # round trips observed
     fitted: bool = False  # the bandwidth comes from samples, not the prior
     outliers: int = 0  # round trips left out in a row
-    sums: _Sums = (0.0, 0.0, 0.0, 0.0, 0.0)
+    sums: _Sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
     def known(self) -> bool:
@@ -79,16 +83,25 @@ class LinkEstimate(NamedTuple):
 
     def _fold(self, nbytes: int, seconds: float) -> LinkEstimate:
         keep = 1.0 - ALPHA
-        w, sx, sy, sxx, sxy = (keep * s for s in self.sums)
+        w, sx, sy, sxx, sxy, syy = (keep * s for s in self.sums)
         x, y = float(nbytes), seconds
-        sums = (w + 1.0, sx + x, sy + y, sxx + x * x, sxy + x * y)
-        w, sx, sy, sxx, sxy = sums
+        sums = (w + 1.0, sx + x, sy + y, sxx + x * x, sxy + x * y, syy + y * y)
+        w, sx, sy, sxx, sxy, syy = sums
         mean_x, mean_y = sx / w, sy / w
         var_x = max(sxx / w - mean_x * mean_x, 0.0)
         bandwidth, fitted = self.bandwidth, self.fitted
         if var_x > (MIN_SPREAD * mean_x) ** 2:
-            per_byte = (sxy / w - mean_x * mean_y) / var_x
-            bandwidth, fitted = 1.0 / per_byte if per_byte > 1.0 / FASTEST else FASTEST, True
+            covariance = sxy / w - mean_x * mean_y
+            per_byte = covariance / var_x
+            # Round trips of a few hundred bytes differ mostly by noise: a
+            # cost per byte within CONFIDENCE standard errors of its own
+            # noise was not measured, and taken as one it made a 10 Gbit/s
+            # link of many a noisy 2 Mbit/s one (on separate hosts).  Then
+            # the bandwidth stays as it was, as when sizes do not spread.
+            residual = max(syy / w - mean_y * mean_y - covariance * per_byte, 0.0)
+            error = math.sqrt(residual / (w * var_x))
+            if abs(per_byte) > CONFIDENCE * error:
+                bandwidth, fitted = 1.0 / per_byte if per_byte > 1.0 / FASTEST else FASTEST, True
         rtt = mean_y - mean_x / bandwidth
         if rtt < MIN_RTT:  # noise: no latency at all explains the samples best
             rtt = MIN_RTT

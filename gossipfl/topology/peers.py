@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gossipfl.topology.links import LinkEstimate
+from gossipfl.topology.peer_sample import SAMPLE_SIZE, SharedPeer
 
 UNKNOWN_LINK = LinkEstimate()
 # A peer no handshake ever proved is forgotten after this many failed
@@ -23,6 +24,10 @@ FORGET_UNPROVEN_AFTER = 3
 # ones, or one unheard of for a minute; else a new announcement waits.
 MAX_UNPROVEN = 1024
 UNPROVEN_STALE_S = 60.0
+# At most this many peers in all (``[discovery] max_peers``).  When full, a
+# new peer takes the place of one that left, or failed, or was never
+# proven; a table of live proven peers takes no more.
+MAX_PEERS = 4096
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,12 @@ class PeerTable:
         backoff: Backoff | None = None,
         exchange_bytes: int = 100_000,
         max_unproven: int = MAX_UNPROVEN,
+        max_peers: int = MAX_PEERS,
     ) -> None:
         self.own_id = own_id
         self.backoff = backoff or Backoff()
-        self.max_unproven = max_unproven
+        self.max_unproven = min(max_unproven, max_peers)
+        self.max_peers = max_peers
         # The size our capacity is quoted for: a typical exchange.
         self.exchange_bytes = exchange_bytes
         self._peers: dict[str, Peer] = {}
@@ -183,6 +190,8 @@ class PeerTable:
         if old is None:
             if len(self._unproven) >= self.max_unproven and not self._make_room(now):
                 return None  # a flood of announcements: those we know come first
+            if len(self._peers) >= self.max_peers and not self._evict():
+                return None  # full of live proven peers
             self._unproven.add(node_id)
             self._order.append(node_id)
             self._order_sorted = False
@@ -317,6 +326,49 @@ class PeerTable:
             self._forget(node_id)
         return len(self._unproven) < self.max_unproven
 
+    def _evict(self) -> bool:
+        """Forget one peer to make room for another: one that left, else one
+        never proven (failing first, then the least recently heard of), else
+        a proven one that is failing; whether one was forgotten."""
+        peers = self._peers.values()
+        for doomed in (
+            [p for p in peers if not p.present],
+            [p for p in peers if not p.verified],
+            [p for p in peers if p.failures],
+        ):
+            if doomed:
+                self._forget(min(doomed, key=_eviction_order).node_id)
+                return True
+        return False
+
+    def shareable(self, rng: np.random.Generator, size: int = SAMPLE_SIZE) -> list[SharedPeer]:
+        """A random sample of the live peers a handshake proved, for a
+        partner's peer exchange (a hint to it, never a fact)."""
+        order, peers = self._ordered(), self._peers
+        if len(order) > 4 * size:  # a large table: look at a random few, not all
+            order = [order[i] for i in sorted(set(rng.integers(0, len(order), 4 * size).tolist()))]
+        proven = [p for n in order if (p := peers[n]).verified and p.present and not p.failures]
+        if len(proven) > size:
+            picks = rng.choice(len(proven), size=size, replace=False)
+            proven = [proven[i] for i in sorted(picks.tolist())]
+        return [SharedPeer(p.node_id, p.host, p.port) for p in proven]
+
+    def learned(
+        self, peers: list[SharedPeer], swarm_id: str, protocol_version: int, now: float, round_: int
+    ) -> int:
+        """A partner told us of ``peers``: those we did not know are added,
+        unproven (one we know keeps what we know of it, address included);
+        returns how many were new."""
+        new = 0
+        for shared in peers:
+            if shared.node_id in self._peers or shared.node_id == self.own_id:
+                continue
+            added = self.announced(
+                shared.node_id, shared.host, shared.port, swarm_id, protocol_version, now, round_
+            )
+            new += added is not None
+        return new
+
     def connected(self, node_id: str, up: bool) -> None:
         """A channel we dialled to the peer opened (``up``) or closed."""
         peer = self._peers.get(node_id)
@@ -345,3 +397,8 @@ class PeerTable:
         peer = self._peers.get(node_id)
         if peer is not None:
             self._peers[node_id] = peer._replace(retry_at=now + retry_after, last_seen=now)
+
+
+def _eviction_order(peer: Peer) -> tuple[int, float]:
+    """Failing ones first, then the least recently heard of."""
+    return (-peer.failures, peer.last_seen)

@@ -88,11 +88,13 @@ class MessageChannel:
         *,
         node_id: str | None = None,
         traffic: Traffic | None = None,
+        host: str | None = None,
     ) -> None:
         self.stream = stream
         self.session = session
         self.peer = peer
         self.node_id = node_id
+        self.host = host  # the remote end's address, where the network knows it
         self.timeouts = timeouts
         self.traffic = traffic if traffic is not None else Traffic()
         self.bytes_sent = 0

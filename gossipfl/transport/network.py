@@ -46,6 +46,7 @@ class ChannelSettings:
             self.timeouts,
             node_id=node_id,
             traffic=self.traffic,
+            host=address.rsplit(":", 1)[0] if ":" in address else address,  # IPv4 or a name
         )
 
 
