@@ -4,8 +4,9 @@
 The first tests are pure (names, addresses, command lines, config edits)
 and run everywhere.  The rest build real beds: they need root and
 iproute2, are marked ``slow`` and ``netns`` (``make test`` runs them too,
-where it can), and skip with the reason otherwise.  Like test_daemon.py they wait on counters with generous
-deadlines and never assert a rate: a busy machine is slower, not wrong.
+where it can), and skip with the reason otherwise.  Like test_daemon.py
+they wait on counters with generous deadlines and never assert a rate: a
+busy machine is slower, not wrong.
 """
 
 from __future__ import annotations

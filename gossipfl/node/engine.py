@@ -177,7 +177,9 @@ class GossipNode:
         self._peer_seen = trio.Event()
         self._sample_due = 0.0  # when to draw the next peer sample for our hello
         self._sample_sent: dict[str, float] = {}  # peer -> when to send it ours again
-        self._bad_samples = LineThrottle(trio.current_time)  # a line a minute per peer
+        # A line a minute per peer, at most, for what peers tell us.
+        self._bad_samples = LineThrottle(trio.current_time)
+        self._learned_lines = LineThrottle(trio.current_time)
         self._checking: set[str] = set()  # peers being asked whether they left
         # Time lost to peers only an announcement vouches for (unproven.py).
         self.unproven = UnprovenBudget(trio.current_time)
@@ -380,8 +382,10 @@ class GossipNode:
         swarm_id = self.identity.swarm_id  # a member: its certificate is of our swarm
         new = self.table.learned(peers, swarm_id, PROTOCOL_VERSION, now, self.counters.rounds)
         if new:
-            log.info("peers_learned", count=new, source=node_id[:12])
             self._peer_seen.set()
+            held = self._learned_lines.admit(node_id)  # a member could tell us of fakes at length
+            if held is not None:
+                log.info("peers_learned", count=new, source=node_id[:12], since=held)
 
     def _sample_for(self, node_id: str) -> bytes:
         """Our peer sample for ``node_id``, if it has not had it for
