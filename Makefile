@@ -20,10 +20,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The network-namespace host bed runs wherever it can (root, iproute2), and
-# skips, saying why, where it cannot.
+# The network-namespace host bed (tests marked netns, not slow) runs wherever
+# it can (root, iproute2), and skips, saying why, where it cannot.
 test: lint
-	$(BIN)/pytest -m "not slow or netns"
+	$(BIN)/pytest -m "not slow"
 
 test-all: lint
 	$(BIN)/pytest
@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/algorithm.py
 	$(BIN)/python bench/attacks.py
+	$(BIN)/python bench/hosts_reliability.py
 
 demo: $(STAMP)
 	$(BIN)/gossipfl demo

@@ -21,6 +21,7 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
         "attacks.py",
         "compress.py",
         "compression_sim.py",
+        "hosts_reliability.py",
         "partner_choice.py",
         "partner_selection.py",
         "scale.py",

@@ -171,3 +171,22 @@ async def test_a_member_sending_a_bad_sample_still_exchanges_and_is_named_in_the
     assert "0.0.0.0:7000 is not an address" in refused[0]["reason"]
     assert node.counters.responded == 1
     assert len(node.table) == 1  # the member itself (it dialled us), nothing from the sample
+
+
+async def test_a_node_listed_as_its_own_seed_stops_dialling_itself(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A config shared by a whole swarm lists every seed, the node's own
+    address among them: it used to dial itself for ever, two warnings a
+    time."""
+    wire = MemoryWire()
+    node = make_node(members[0], wire, DiscoveryHub(), name="10.0.0.1")
+    probe = node.probe
+    node.discovery = lambda own: SeedDiscovery([("10.0.0.1", 7000)], probe)
+    with structlog.testing.capture_logs() as logs:
+        async with running(node):
+            await trio.sleep(300)
+    events = [e["event"] for e in logs]
+    assert events.count("seed_is_self") == 1
+    assert "seed_unreachable" not in events
+    assert "peer_refused" not in events

@@ -56,6 +56,7 @@ from gossipfl.topology.discovery import (
     Announcement,
     Discovery,
     Joined,
+    SeedIsSelfError,
     unbounded_channel,
 )
 from gossipfl.topology.links import LinkEstimate
@@ -481,6 +482,9 @@ class GossipNode:
         Raises what :meth:`Network.dial` and :func:`greet` raise."""
         deadline = trio.current_time() + self.settings.timeouts.handshake
         channel = await self.network.dial(host, port, self.settings, deadline=deadline)
+        if channel.node_id == self.identity.node_id:  # its certificate is ours
+            await channel.aclose()
+            raise SeedIsSelfError(f"{host}:{port}")
         try:
             hello = await greet(channel, self.participant.terms, deadline=deadline)
         finally:

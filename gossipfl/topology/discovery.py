@@ -167,13 +167,19 @@ class InMemoryDiscovery:
 Probe = Callable[[str, int], Awaitable[Announcement]]
 
 
+class SeedIsSelfError(Exception):
+    """The seed is this very node (a config shared by the whole swarm lists
+    every seed, its own address among them)."""
+
+
 class SeedDiscovery:
     """Static ``host:port`` seeds for networks without multicast.
 
     A seed's node id is unknown until contacted: ``probe`` (supplied by the
     node: dial, TLS, hello) returns its announcement or raises.  Failed
     seeds are retried with exponential backoff; found ones are not probed
-    again (the peer table tracks them from then on).
+    again (the peer table tracks them from then on), nor is one that turns
+    out to be the node itself (:class:`SeedIsSelfError`).
     """
 
     def __init__(
@@ -203,6 +209,9 @@ class SeedDiscovery:
         while True:
             try:
                 announcement = await self.probe(host, port)
+            except SeedIsSelfError:
+                log.info("seed_is_self", seed=f"{host}:{port}")
+                return
             except Exception as exc:
                 log.info("seed_unreachable", seed=f"{host}:{port}", reason=str(exc), retry_in=delay)
                 await trio.sleep(delay)
