@@ -28,9 +28,11 @@ Attack classes (see bench/_attackers.py):
 
 The fake-peer flood runs last: its records outlive it in every table.
 
-A row passes when every honest daemon keeps at least half its merge rate
-during the attack and 90% after, loses at most 2 points of accuracy, and
-never crashes or restarts (the restarted daemon of its own row aside).
+A row passes when the honest daemons together keep at least half their
+merge rate during the attack and 90% after, none loses more than 2 points
+of accuracy, and none crashes or restarts (the restarted daemon of its
+own row aside).  The least share any one daemon kept is in the table too;
+the first row, no attack at all, shows how far that wanders by itself.
 The attacker's own CPU share (of one core) is in the table: the machine
 is small, so an attacker that costs CPU takes it from the daemons.
 
