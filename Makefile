@@ -20,11 +20,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The network-namespace host bed (tests marked netns, not slow) runs wherever
-# it can (root, iproute2), and skips, saying why, where it cannot.
 test: lint
 	$(BIN)/pytest -m "not slow"
 
+# Also the network-namespace host bed (tests marked netns), wherever it can
+# run (root, iproute2); it skips, saying why, where it cannot.
 test-all: lint
 	$(BIN)/pytest
 

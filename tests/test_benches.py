@@ -32,7 +32,13 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
         assert f"bench/{script}" in makefile, script
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+# Real hosts in network namespaces: a minute and a half even when quick.
+SLOW = {"hosts_reliability.py"}
+
+
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in SCRIPTS]
+)
 def test_the_bench_runs_in_quick_mode(script: str, tmp_path: Path) -> None:
     rows = tmp_path / "rows.json"
     done = subprocess.run(

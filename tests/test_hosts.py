@@ -3,9 +3,9 @@
 
 The first tests are pure (names, addresses, command lines, config edits)
 and run everywhere.  The rest build real beds: they need root and
-iproute2, are marked ``netns`` (``make test`` runs them where it can,
-about 80 s; the longer scenarios of test_host_scenarios.py are also
-``slow``), and skip with the reason otherwise.  Like test_daemon.py
+iproute2, are marked ``netns`` and ``slow`` (``make test-all``: they
+would take ``make test`` past its 10 minutes), and skip with the reason
+otherwise.  Like test_daemon.py
 they wait on counters with generous deadlines and never assert a rate: a
 busy machine is slower, not wrong.
 """
@@ -180,6 +180,7 @@ def _exchanged_with_all(bed: HostBed, i: int) -> bool:
     return others <= done
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 @bed_test
 def test_three_hosts_with_default_configs_find_each_other_and_exchange(tmp_path: Path) -> None:
@@ -204,6 +205,7 @@ def test_three_hosts_with_default_configs_find_each_other_and_exchange(tmp_path:
     assert _ours(prefix) == []
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 @bed_test
 def test_teardown_leaves_nothing_when_the_body_raises(tmp_path: Path) -> None:
@@ -238,6 +240,7 @@ def _fail_inside_a_bed(root: Path, seen: dict[str, Any]) -> None:
         raise RuntimeError("the body failed")
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 @bed_test
 def test_cut_unplugs_a_host_and_heal_plugs_it_back(tmp_path: Path) -> None:
@@ -298,6 +301,7 @@ def _bed_process(root: Path) -> tuple[subprocess.Popen[str], str, list[int]]:
     return process, prefix, [int(p) for p in pids]
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 @bed_test
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -310,6 +314,7 @@ def test_a_signal_tears_the_bed_down(tmp_path: Path, signum: int) -> None:
     _wait("the daemons to exit", lambda: all(_gone(pid) for pid in pids))
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 @bed_test
 def test_a_bed_killed_with_kill_9_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
@@ -325,6 +330,7 @@ def test_a_bed_killed_with_kill_9_is_cleaned_up_by_the_next(tmp_path: Path) -> N
         assert _ours(prefix) == []
 
 
+@pytest.mark.slow
 @pytest.mark.netns
 @bed_test
 def test_six_hosts_learn_digits_better_than_alone(tmp_path: Path) -> None:
