@@ -271,10 +271,13 @@ except ConnectionRefusedError:
 
 # A bed in a process of its own, for the signals a test cannot send itself.
 _SCRIPT = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from simnet.hosts import HostBed
 
+# As in a terminal: a job a shell started in the background (make, CI)
+# inherits Ctrl-C ignored, and Python then never raises KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with HostBed([10, 10], root=Path(sys.argv[1]), nice=10) as bed:
     bed.start()
     bed.wait_for("both daemons", lambda: all(bed.status(i) for i in range(2)), 300)
