@@ -224,7 +224,7 @@ async def _respond_exchange(
             return
         held = trio.current_time() - since
     if not us.fairness.may_exchange(peer_id):
-        await channel.send(Busy(terms.busy_retry_s))
+        await channel.send(Busy(terms.busy_retry_s, held))
         return
     model.take(answering=True)
     us.fairness.started(peer_id)
