@@ -702,3 +702,17 @@ async def test_a_full_model_is_served_once_a_minute_per_peer(
             replies.append(type(await channel.receive()).__name__)
     assert replies == ["Model"] + ["Busy"] * 19
     assert a.status().counters["refused_pulls"] == 19
+
+
+async def test_a_node_with_no_partner_to_try_does_not_train_without_pause(
+    members: list[NodeIdentity], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Defect: a host whose cable was pulled ran 6,600 rounds a second
+    instead of 130, one local step each and no exchange, and drifted
+    toward its own shard.  Alone, a round waits for a partner a second
+    at most; it still trains."""
+    alone = make_node(members[0], MemoryWire(), DiscoveryHub(), name="a", start_from=_start(0))
+    async with running(alone):
+        await trio.sleep(20)
+    # 0.05 s per step: training on regardless would be 400 rounds.
+    assert 10 <= alone.counters.rounds <= 25

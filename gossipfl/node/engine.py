@@ -48,6 +48,7 @@ from gossipfl.node.partner import (
     pull_model,
     respond,
 )
+from gossipfl.node.penalties import Penalties
 from gossipfl.node.state import Counters, NodeStatus, StateStore
 from gossipfl.node.unproven import UnprovenBudget
 from gossipfl.plugins import PluginError, load_compressor, load_selector, wire_name
@@ -94,13 +95,8 @@ UNPROVEN_LOG_EVERY_S: Final = 60.0  # "over budget" is logged at most this often
 # Our hello's sample of proven peers (peer exchange) is drawn anew at most
 # this often: each draw looks at a few dozen table entries.
 PEER_SAMPLE_EVERY_S: Final = 10.0
-# A partner that lets an exchange of ours run out a deadline sized to it
-# is not chosen again for this long (not the 1 s, 2 s, 4 s... of a failed
-# contact, which one success resets): while we wait we are busy to
-# everyone, so a member that greets and then stalls, or answers one
-# exchange in two, held a node busy most of the time.  The responder's
-# rule for a partner that never commits is the same (fairness.py).
-STALL_PENALTY_S: Final = 30.0
+# A round with no partner to try waits this long at most (see _exchange_round).
+ALONE_WAIT_S: Final = 1.0
 
 
 def frame_bytes_needed(dim: int, compressor: Compressor) -> int:
@@ -175,6 +171,7 @@ class GossipNode:
         self.address: Address | None = None
         self._xid = 0
         self._started = 0.0
+        self._task: trio.lowlevel.Task | None = None  # the one running run()
         self._peer_seen = trio.Event()
         self._sample_due = 0.0  # when to draw the next peer sample for our hello
         self._sample_sent: dict[str, float] = {}  # peer -> when to send it ours again
@@ -185,7 +182,7 @@ class GossipNode:
         # Time lost to peers only an announcement vouches for (unproven.py).
         self.unproven = UnprovenBudget(trio.current_time)
         self._unproven_logged: float | None = None
-        self._stalled: dict[str, float] = {}  # partners that stalled us -> not before
+        self.penalties = Penalties(trio.current_time)  # partners that stalled us
 
     def _exchange_bytes(self) -> int:
         """Bytes both ways of an exchange at the configured density."""
@@ -291,6 +288,7 @@ class GossipNode:
             self.settings.traffic.received,
             dict(self.metrics),
             peers,
+            {"tasks": tasks_under(self._task), "dialled_channels": len(self.channels)},
         )
 
     # -- the nursery ---------------------------------------------------------------------
@@ -301,6 +299,7 @@ class GossipNode:
         """Run until cancelled; then write a final checkpoint and leave."""
         with structlog.contextvars.bound_contextvars(node=self.identity.node_id[:12]):
             self._started = trio.current_time()
+            self._task = trio.lowlevel.current_task()
             try:
                 async with trio.open_nursery() as nursery:
                     address: Address = await nursery.start(
@@ -403,6 +402,7 @@ class GossipNode:
         """A responder merge landed: the peer and we are in contact."""
         self.counters.responded += 1
         self.table.succeeded(node_id, trio.current_time(), self.counters.rounds)
+        self.penalties.exchanged(node_id, they_started=True)
 
     async def _follow_discovery(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async with trio.open_nursery() as checks:
@@ -577,6 +577,14 @@ class GossipNode:
         if self.model.busy():
             return  # answering a peer right now: one exchange at a time; next round
         ranked = self._ranked()
+        if not ranked:
+            # No partner to try.  Training on regardless, a node whose link
+            # was cut ran 6,600 rounds a second instead of 130 and drifted
+            # toward its own shard (docs/reliability.md): wait for the next
+            # partner due, a second at most, as an exchange would have.
+            now = trio.current_time()
+            await trio.sleep_until(min(self._next_partner_due(now), now + ALONE_WAIT_S))
+            return
         round_end: float | None = None
         busy = self.counters.busy
         lost = 0.0  # seconds of contacts with unproven peers that failed
@@ -609,15 +617,21 @@ class GossipNode:
         (unless there is no proven one to turn to)."""
         now = trio.current_time()
         candidates = self.table.sample(now, CONSIDERED, self.rng)
-        if self._stalled:
-            self._stalled = {n: until for n, until in self._stalled.items() if until > now}
-            candidates = [p for p in candidates if p.node_id not in self._stalled]
+        barred = self.penalties.barred()
+        if barred:
+            candidates = [p for p in candidates if p.node_id not in barred]
         if not self.unproven.allowed():
             proven = [p for p in candidates if p.verified] or [
                 p for p in self.table.live(now) if p.verified
             ][:CONSIDERED]
             candidates = proven or candidates
         return self.selector.rank(candidates, self.counters.rounds, self.rng)
+
+    def _next_partner_due(self, now: float) -> float:
+        """When the first peer that is backing off or penalised may be
+        tried again (``inf`` if none is)."""
+        due = [p.retry_at for p in self.table.all() if p.present and p.retry_at > now]
+        return min([*due, self.penalties.next_free()])
 
     def _proven(self, node_id: str) -> bool:
         """A handshake has proved ``node_id`` (at some address)."""
@@ -699,6 +713,7 @@ class GossipNode:
                 self.counters.busy += 1
                 return False
             self.table.succeeded(peer.node_id, end, self.counters.rounds)
+            self.penalties.exchanged(peer.node_id, they_started=False)
             if result.outcome is Outcome.HALF_MERGED:
                 self.counters.half_merges += 1
                 # Our half landed, the peer's did not: mass is lost, once.
@@ -716,20 +731,36 @@ class GossipNode:
         handshake) are logged here only, as warnings."""
         details: dict[str, Any] = {"peer": peer.node_id[:12], "address": peer.address}
         details["reason"] = str(exc)
-        if capped and isinstance(exc, PeerError) and exc.timed_out:
+        timed_out = isinstance(exc, PeerError) and exc.timed_out
+        verdict = self.penalties.failed(
+            peer.node_id, stalled=timed_out and not capped, proven=self._proven(peer.node_id)
+        )
+        if capped and timed_out:
             details["hint"] = (
                 "this transfer may need longer than [gossip] exchange_timeout_s "
                 f"({self.deadlines.cap_s:g}s) on this link; raise it"
             )
-        elif isinstance(exc, PeerError) and exc.timed_out:
-            self._stalled[peer.node_id] = trio.current_time() + STALL_PENALTY_S
-            details["not_before_s"] = STALL_PENALTY_S
+        elif verdict.penalised:
+            details["not_before_s"] = self.penalties.penalty_s
+        elif timed_out and verdict.own_link:
+            details["not_penalised"] = "other partners failed too since our last exchange"
         if isinstance(exc, PeerError):
             log.info("exchange_failed", **details)
         else:
             log.warning("exchange_failed", **details)
-        self.table.failed(peer.node_id, trio.current_time())
+        self.table.failed(peer.node_id, trio.current_time(), verdict.retry_cap_s)
         await self.channels.drop(peer.node_id)
+
+
+def tasks_under(task: trio.lowlevel.Task | None) -> int:
+    """Trio tasks running under ``task``, itself included (0 before it
+    runs): one node's own, even where a simulation runs many in one loop."""
+    count, stack = 0, [] if task is None else [task]
+    while stack:
+        count += 1
+        for nursery in stack.pop().child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
 
 
 def own_announcement(identity: NodeIdentity, address: Address) -> Announcement:

@@ -62,6 +62,9 @@ class NodeStatus:
     bytes_received: int
     metrics: dict[str, float]
     peers: list[dict[str, Any]] = field(default_factory=list)
+    # What the daemon holds right now (trio tasks, connections it dialled):
+    # a leak shows as a count that only grows (bench/soak.py).
+    runtime: dict[str, int] = field(default_factory=dict)
 
 
 StatusSource = Callable[[], NodeStatus]

@@ -33,6 +33,11 @@ def print_status(status: dict[str, Any]) -> None:
         ("failed / busy", f"{counters['failed_exchanges']} / {counters['busy']}"),
         ("bytes out / in", f"{status['bytes_sent']:,} / {status['bytes_received']:,}"),
     ]
+    runtime = status.get("runtime", {})
+    if runtime:
+        rows.append(
+            ("trio tasks / dialled channels", f"{runtime['tasks']} / {runtime['dialled_channels']}")
+        )
     rows += [(k, f"{v:.4f}") for k, v in sorted(status["metrics"].items())]
     for row in rows:
         node.add_row(*row)

@@ -281,8 +281,9 @@ class PeerTable:
         """Bytes/s an exchange of our usual size gets over ``link``."""
         return self.exchange_bytes / link.round_trip(self.exchange_bytes)
 
-    def failed(self, node_id: str, now: float) -> None:
-        """Contact failed; back off exponentially before trying again."""
+    def failed(self, node_id: str, now: float, retry_cap: float | None = None) -> None:
+        """Contact failed; back off exponentially before trying again (for
+        at most ``retry_cap`` seconds, if given)."""
         peer = self._peers.get(node_id)
         if peer is None:
             return
@@ -301,9 +302,10 @@ class PeerTable:
         if peer.proven is None and failures >= FORGET_UNPROVEN_AFTER:
             self._forget(node_id)  # an announcement nobody stands behind: a flood's fakes go
             return
-        self._peers[node_id] = peer._replace(
-            failures=failures, retry_at=now + self.backoff.delay(failures)
-        )
+        delay = self.backoff.delay(failures)
+        if retry_cap is not None:
+            delay = min(delay, retry_cap)
+        self._peers[node_id] = peer._replace(failures=failures, retry_at=now + delay)
 
     def _forget(self, node_id: str) -> None:
         del self._peers[node_id]
