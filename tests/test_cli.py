@@ -10,6 +10,7 @@ import pytest
 from gossipfl.node.checkpoint import Checkpoint, Identity, save_checkpoint
 from gossipfl.node.cli import main
 from gossipfl.node.config import load_config
+from gossipfl.node.scaffold import scaffold_swarm
 
 
 def test_plugins_lists_the_built_ins(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,3 +55,18 @@ def test_run_and_status_fail_clearly_without_a_daemon(
     assert "gossipfl init-config" in capsys.readouterr().err
     assert main(["status", "--state-dir", str(tmp_path)]) == 1
     assert "no running daemon" in capsys.readouterr().err
+
+
+def test_run_refuses_a_node_its_peers_could_not_reach(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node listening on loopback with its seed on another host would
+    tell every peer to dial that peer's own loopback: no exchange, ever."""
+    (config,) = scaffold_swarm(tmp_path, 1)
+    text = config.read_text().replace("[discovery]", '[discovery]\nseeds = ["10.9.9.9:7000"]', 1)
+    config.write_text(text)
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert str(config) in err
+    assert "seeds are on other hosts (10.9.9.9)" in err
+    assert "listen on 0.0.0.0" in err

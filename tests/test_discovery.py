@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from gossipfl.topology.addresses import announced_hosts, choose_address
+from gossipfl.topology.addresses import announced_hosts, choose_address, unusable_address
 from gossipfl.topology.discovery import (
     Announcement,
     DiscoveryHub,
@@ -218,6 +218,43 @@ def test_a_node_announces_addresses_its_peers_can_reach(
 
 def test_a_host_with_only_loopback_announces_loopback() -> None:
     assert announced_hosts("0.0.0.0", "", [], [LOOPBACK]) == ("127.0.0.1",)
+
+
+@pytest.mark.parametrize(
+    ("listen", "advertise", "mdns_interfaces", "seeds", "complaint"),
+    [
+        ("10.0.0.5", "", [], [], "listen host 10.0.0.5 is not an address of this host"),
+        ("0.0.0.0", "", ["10.0.0.5"], [], "interfaces: 10.0.0.5 is not an address"),
+        ("127.0.0.1", "192.168.1.20", [], [], "takes connections from this host only"),
+        # Seeds on another host, yet peers would be told to dial loopback.
+        ("127.0.0.1", "", [], ["192.168.1.31"], "seeds are on other hosts (192.168.1.31)"),
+        ("0.0.0.0", "127.0.0.1", [], ["seed.lan"], "set [node] advertise_host"),
+    ],
+)
+def test_a_node_refuses_to_start_with_an_address_its_peers_cannot_reach(
+    listen: str, advertise: str, mdns_interfaces: list[str], seeds: list[str], complaint: str
+) -> None:
+    problem = unusable_address(listen, advertise, mdns_interfaces, seeds, [LOOPBACK, LAN, BRIDGE])
+    assert problem is not None
+    assert complaint in problem
+
+
+@pytest.mark.parametrize(
+    ("listen", "advertise", "mdns_interfaces", "seeds"),
+    [
+        ("0.0.0.0", "", [], ["192.168.1.31"]),  # the default, across hosts
+        ("0.0.0.0", "203.0.113.7", [], ["192.168.1.31"]),  # NAT: not our address, and fine
+        ("192.168.1.20", "", ["192.168.1.20"], []),
+        ("127.0.0.1", "", ["127.0.0.1"], ["127.0.0.1"]),  # a swarm on one host
+        ("127.0.0.1", "", [], ["192.168.1.20"]),  # its seed is on this host too
+    ],
+)
+def test_addresses_that_work_are_accepted(
+    listen: str, advertise: str, mdns_interfaces: list[str], seeds: list[str]
+) -> None:
+    assert (
+        unusable_address(listen, advertise, mdns_interfaces, seeds, [LOOPBACK, LAN, BRIDGE]) is None
+    )
 
 
 @pytest.mark.parametrize(

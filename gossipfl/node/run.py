@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 import structlog
@@ -14,11 +15,11 @@ import trio
 
 from gossipfl.node.checkpoint import CheckpointError
 from gossipfl.node.compute import ThreadedTrainerHost
-from gossipfl.node.config import Config, load_config
+from gossipfl.node.config import Config, ConfigError, load_config
 from gossipfl.node.engine import GossipNode
 from gossipfl.node.logs import configure_logging
 from gossipfl.node.state import FileStateStore
-from gossipfl.topology.addresses import announced_hosts, local_interfaces
+from gossipfl.topology.addresses import announced_hosts, local_interfaces, unusable_address
 from gossipfl.topology.discovery import Announcement, CombinedDiscovery, Discovery, SeedDiscovery
 from gossipfl.topology.mdns import MdnsDiscovery
 from gossipfl.trainers import Trainer, TrainerSpec, load_trainer
@@ -45,11 +46,27 @@ def build_trainer(config: Config) -> Trainer:
     return load_trainer(config.trainer_name, spec)
 
 
+def check_addresses(config: Config, local: list[IPv4Interface]) -> None:
+    """Raise :class:`ConfigError` for a config whose address peers could
+    not reach (see :func:`unusable_address`)."""
+    seed_hosts = [seed.rsplit(":", 1)[0] for seed in config.discovery.seeds]
+    problem = unusable_address(
+        config.listen_host,
+        config.node.advertise_host,
+        config.discovery.interfaces,
+        seed_hosts,
+        local,
+    )
+    if problem is not None:
+        raise ConfigError(f"{config.path or '<config>'}: {problem}")
+
+
 def build_node(config: Config) -> GossipNode:
     identity = NodeIdentity.load(
         config.swarm.node_cert, config.swarm.node_key, config.swarm.ca_cert
     )
     local = local_interfaces()
+    check_addresses(config, local)
     hosts = announced_hosts(
         config.listen_host, config.node.advertise_host, config.discovery.interfaces, local
     )
@@ -103,6 +120,7 @@ async def _until_signal(node: GossipNode) -> None:
 
 def run_node(config_path: Path, *, log_format: str | None = None) -> int:
     config = load_config(config_path)
+    check_addresses(config, local_interfaces())  # before logging is set up for the run
     identity = NodeIdentity.load(
         config.swarm.node_cert, config.swarm.node_key, config.swarm.ca_cert
     )

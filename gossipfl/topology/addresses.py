@@ -76,3 +76,57 @@ def choose_address(announced: Sequence[str], local: Sequence[IPv4Interface]) -> 
         if group:
             return str(group[0])
     return None
+
+
+def unusable_address(
+    listen_host: str,
+    advertise_host: str,
+    mdns_interfaces: Sequence[str],
+    seed_hosts: Sequence[str],
+    local: Sequence[IPv4Interface],
+) -> str | None:
+    """Why peers could not reach a node configured so, or ``None``.
+
+    Caught at start-up, not after hours of a silent swarm: an address that
+    is not this host's, and a node that would tell peers on other hosts to
+    dial loopback (its seeds are on another host, so its peers are) or
+    to dial an address it does not listen on.
+    """
+    ours = {str(i.ip) for i in local}
+    listing = ", ".join(sorted(ours)) or "none"
+    if listen_host not in WILDCARDS and listen_host not in ours:
+        return (
+            f"[node] listen host {listen_host} is not an address of this host (it has: "
+            f"{listing}); listen on 0.0.0.0 for every interface"
+        )
+    for address in mdns_interfaces:
+        if address not in ours:
+            return (
+                f"[discovery] interfaces: {address} is not an address of this host "
+                f"(it has: {listing})"
+            )
+    if _loopback(listen_host) and advertise_host and not _loopback(advertise_host):
+        return (
+            f"[node] listen host {listen_host} takes connections from this host only, but "
+            f"advertise_host {advertise_host} tells peers on other hosts to dial it; "
+            "listen on 0.0.0.0"
+        )
+    announced = announced_hosts(listen_host, advertise_host, mdns_interfaces, local)
+    remote = [h for h in seed_hosts if not _loopback(h) and h not in ours]
+    if remote and all(_loopback(h) for h in announced):
+        return (
+            f"peers would be told to dial {announced[0]}, which on any other host is that "
+            f"host itself, yet [discovery] seeds are on other hosts ({', '.join(remote)}); "
+            "listen on 0.0.0.0 (the default), or set [node] advertise_host to this "
+            "host's address on their network"
+        )
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return IPv4Address(host).is_loopback
+    except ipaddress.AddressValueError:
+        return False  # a name: assume it resolves elsewhere
