@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/algorithm.py
 	$(BIN)/python bench/attacks.py
 	$(BIN)/python bench/hosts_reliability.py
+	$(BIN)/python bench/soak.py
 
 demo: $(STAMP)
 	$(BIN)/gossipfl demo

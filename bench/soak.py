@@ -222,8 +222,10 @@ def churning(seconds: float, every_s: float = 60.0) -> Scenario:
     )
 
 
-def soak_simnet(peers: int, seconds: float, tick_s: float) -> tuple[Series, Counter[str]]:
-    series = Series(f"simnet, {peers} nodes", seconds / 10)
+def soak_simnet(
+    peers: int, seconds: float, tick_s: float, tls: bool
+) -> tuple[Series, Counter[str]]:
+    series = Series(f"simnet, {peers} nodes, TLS {'on' if tls else 'off'}", seconds / 10)
     started = time.monotonic()
 
     def on_tick(tick: Tick) -> None:
@@ -239,7 +241,7 @@ def soak_simnet(peers: int, seconds: float, tick_s: float) -> tuple[Series, Coun
             )
 
     spec = SimulationSpec(
-        churning(seconds), peers=peers, duration_s=seconds, eval_every_s=tick_s, tls=True
+        churning(seconds), peers=peers, duration_s=seconds, eval_every_s=tick_s, tls=tls
     )
     result = run_simulation(spec, on_tick=on_tick)
     logged = Counter({f"simnet {k}": v for k, v in result.log_counts.items()})
@@ -286,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=120.0, help="seconds not judged")
     parser.add_argument("--sim-peers", type=int, default=50)
     parser.add_argument("--sim-seconds", type=float, default=3600.0, help="virtual seconds")
+    parser.add_argument("--sim-no-tls", action="store_true", help="simnet without TLS")
     parser.add_argument("--skip", choices=("real", "simnet"), help="run only the other part")
     parser.add_argument("--keep", type=Path, help="keep the daemons' state and logs here")
     parser.add_argument("--json", metavar="FILE")
@@ -307,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         logged += real_logged
     if args.skip != "simnet":
         print(f"simnet: {args.sim_peers} nodes for {args.sim_seconds:g} virtual s", flush=True)
-        sim, sim_logged = soak_simnet(args.sim_peers, args.sim_seconds, args.sim_seconds / 120)
+        sim, sim_logged = soak_simnet(
+            args.sim_peers, args.sim_seconds, args.sim_seconds / 120, not args.sim_no_tls
+        )
         rows.append(sim.row())
         logged += sim_logged
     write_json(args.json, [*rows, {"logged": dict(logged)}])

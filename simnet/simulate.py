@@ -122,6 +122,22 @@ class Tick:
 
 
 @dataclass
+class Retired:
+    """What a member's ended lifetimes add to the run's totals.  An ended
+    node is folded in here and dropped: kept whole, each crash and rejoin
+    held on to a node (its model, table, trainer and TLS context) for the
+    rest of the run, and a long run with churn grew by megabytes a minute
+    (bench/soak.py)."""
+
+    counters: Counter[str] = field(default_factory=Counter)
+    bytes_sent: int = 0
+    training_s: float = 0.0
+    exchanging_s: float = 0.0
+    link_weighted: float = 0.0  # sum over exchanges of the pair's bandwidth
+    link_exchanges: int = 0
+
+
+@dataclass
 class _Member:
     """One node index over its lifetimes (a rejoin is a new instance)."""
 
@@ -130,8 +146,9 @@ class _Member:
     host: str
     speed: float
     store: MemoryStateStore
-    instances: list[GossipNode] = field(default_factory=list)
+    instances: list[GossipNode] = field(default_factory=list)  # running or not yet retired
     baselines: list[dict[str, int]] = field(default_factory=list)  # counters at start
+    retired: Retired = field(default_factory=Retired)  # lifetimes that ended
     node: GossipNode | None = None  # running instance
     scope: trio.CancelScope | None = None
     discovery: InMemoryDiscovery | None = None
@@ -167,6 +184,8 @@ class Simulation:
         self.ticks: list[Tick] = []
         self.events_applied: list[str] = []
         self._stopped: deque[tuple[list[int], str]] = deque()  # for rejoin without nodes
+        self._index: dict[str, int] | None = None  # node id -> member index
+        self._bandwidth = np.zeros((0, 0))
 
     def _trainer(self, index: int) -> Trainer:
         swarm = self.swarm
@@ -223,6 +242,20 @@ class Simulation:
             await node.run(task_status=task_status)
         if member.crashed:  # a crash writes no final checkpoint: drop the one it just wrote
             member.store.last = member.crash_checkpoint
+        self._retire(member, node)
+
+    def _retire(self, member: _Member, node: GossipNode) -> None:
+        at = member.instances.index(node)
+        baseline = member.baselines.pop(at)
+        member.instances.pop(at)
+        retired = member.retired
+        retired.counters.update({k: v - baseline[k] for k, v in asdict(node.counters).items()})
+        retired.bytes_sent += node.settings.traffic.sent
+        retired.training_s += node.time_spent["training"]
+        retired.exchanging_s += node.time_spent["exchanging"]
+        weighted, count = self._link_use_of(member, node)
+        retired.link_weighted += weighted
+        retired.link_exchanges += count
 
     def _stop(self, member: _Member, *, crash: bool) -> None:
         if member.scope is None:
@@ -329,13 +362,19 @@ class Simulation:
 
     def _counter(self, name: str) -> int:
         return sum(
-            getattr(node.counters, name) - baseline[name]
+            m.retired.counters[name]
+            + sum(
+                getattr(node.counters, name) - baseline[name]
+                for node, baseline in zip(m.instances, m.baselines, strict=True)
+            )
             for m in self.members
-            for node, baseline in zip(m.instances, m.baselines, strict=True)
         )
 
     def bytes_sent(self) -> int:
-        return sum(node.settings.traffic.sent for m in self.members for node in m.instances)
+        return sum(
+            m.retired.bytes_sent + sum(node.settings.traffic.sent for node in m.instances)
+            for m in self.members
+        )
 
     def accuracy(self, params: np.ndarray) -> float:
         self.evaluator.set_params(params)
@@ -361,27 +400,43 @@ class Simulation:
         """Mean nominal bottleneck (Mbit/s) of the pairs that exchanged,
         weighted by their exchanges; and the share of node time spent
         exchanging rather than training."""
-        index = {m.identity.node_id: m.index for m in self.members}
-        bandwidth = self.pair_bandwidth()
         weighted = count = 0.0
         training = exchanging = 0.0
         for member in self.members:
+            retired = member.retired
+            training += retired.training_s
+            exchanging += retired.exchanging_s
+            weighted += retired.link_weighted
+            count += retired.link_exchanges
             for node in member.instances:
                 training += node.time_spent["training"]
                 exchanging += node.time_spent["exchanging"]
-                for peer in node.table.all():
-                    if peer.exchanges and peer.node_id in index:
-                        weighted += peer.exchanges * bandwidth[member.index, index[peer.node_id]]
-                        count += peer.exchanges
+                node_weighted, node_count = self._link_use_of(member, node)
+                weighted += node_weighted
+                count += node_count
         mean_link = weighted / count / MBIT if count else 0.0
         busy = training + exchanging
         return mean_link, exchanging / busy if busy else 0.0
+
+    def _link_use_of(self, member: _Member, node: GossipNode) -> tuple[float, int]:
+        """``node``'s exchanges weighted by each pair's nominal bottleneck
+        (bytes/s), and their count."""
+        if self._index is None:
+            self._index = {m.identity.node_id: m.index for m in self.members}
+            self._bandwidth = self.pair_bandwidth()
+        weighted, count = 0.0, 0
+        for peer in node.table.all():
+            other = self._index.get(peer.node_id)
+            if peer.exchanges and other is not None:
+                weighted += peer.exchanges * float(self._bandwidth[member.index, other])
+                count += peer.exchanges
+        return weighted, count
 
     def summary(self, wall_time_s: float) -> dict[str, Any]:
         spec, last = self.spec, self.ticks[-1]
         compressor = load_compressor(self.swarm.gossip.get("compressor", "topk-ef"))
         config = node_config(self.swarm, 0)
-        dim = self.members[0].instances[0].model.dim
+        dim = self.evaluator.get_params().size
         reached = [t.virtual_time_s for t in self.ticks if t.mean_accuracy >= spec.target_accuracy]
         mean_link, communicating = self.link_use()
         return {

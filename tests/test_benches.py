@@ -25,6 +25,7 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
         "partner_choice.py",
         "partner_selection.py",
         "scale.py",
+        "soak.py",
         "swarm.py",
         "transport.py",
     ]
