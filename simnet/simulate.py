@@ -184,6 +184,7 @@ class Simulation:
         self.ticks: list[Tick] = []
         self.events_applied: list[str] = []
         self._stopped: deque[tuple[list[int], str]] = deque()  # for rejoin without nodes
+        self._uncollected = 0  # nodes retired since the last full collection
         self._index: dict[str, int] | None = None  # node id -> member index
         self._bandwidth = np.zeros((0, 0))
 
@@ -256,6 +257,7 @@ class Simulation:
         weighted, count = self._link_use_of(member, node)
         retired.link_weighted += weighted
         retired.link_exchanges += count
+        self._uncollected += 1
 
     def _stop(self, member: _Member, *, crash: bool) -> None:
         if member.scope is None:
@@ -297,6 +299,13 @@ class Simulation:
             now = trio.current_time() - start
             while events and events[0].at_s <= now:
                 await self._apply(nursery, events.pop(0))
+            if self._uncollected:
+                # A stopped node is cyclic garbage (tasks, tracebacks, TLS
+                # streams), and with rare_collections() a full collection
+                # almost never runs: a churning run grew by 1.8 MB per
+                # restart, the nodes' TLS buffers held on (bench/soak.py).
+                gc.collect()
+                self._uncollected = 0
             done = now >= spec.end_s or (
                 spec.rounds is not None and self.mean_rounds() >= spec.rounds
             )
