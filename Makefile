@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/algorithm.py
 	$(BIN)/python bench/attacks.py
 	$(BIN)/python bench/hosts_reliability.py
+	$(BIN)/python bench/calibration.py
+	$(BIN)/python bench/swarm_calibration.py --figure docs/calibration.png
 	$(BIN)/python bench/soak.py
 
 demo: $(STAMP)

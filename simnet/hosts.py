@@ -63,6 +63,8 @@ DEFAULT_SUBNET: Final = "10.77.0.0/24"
 # link, shallow enough that a 2 Mbit/s link does not hide seconds of delay.
 TBF_LATENCY: Final = "200ms"
 _MIN_BURST_BYTES: Final = 16 * 1024  # over a few MTUs, whatever the rate
+PEAK_OVER_RATE: Final = 1.01  # tc wants a peak rate above the rate
+_PEAK_BUCKET_BYTES: Final = 2000  # one full frame (1514 bytes) and room
 _NAMESPACE = re.compile(rf"^{NAME_PREFIX}-(\d+)-(\d+)-(sw|h\d+)$")
 _CONFIG_FILE: Final = "node.toml"
 _PR_SET_PDEATHSIG: Final = 1
@@ -156,7 +158,13 @@ def plan_bed(prefix: str, links: Sequence[Link], subnet: str = DEFAULT_SUBNET) -
 
 def tbf_command(netns: str, device: str, mbit: float) -> list[str]:
     """Shape ``device``'s egress in ``netns`` to ``mbit`` with a token
-    bucket (kbit, so fractional rates work; ``kbit`` is 1000 bit/s in tc)."""
+    bucket (kbit, so fractional rates work; ``kbit`` is 1000 bit/s in tc).
+
+    The bucket's burst lets an idle link send that much at line rate: a
+    100 kB transfer on a 10 Mbit/s link took 71 ms instead of 80, and
+    small exchanges never showed the link's rate at all.  A peak rate just
+    above the rate, over one packet, paces the burst too (bench/calibration.py).
+    """
     rate_bytes = mbit * 1e6 / 8
     burst = max(_MIN_BURST_BYTES, int(rate_bytes * 0.01))  # 10 ms at full rate
     return [
@@ -175,6 +183,10 @@ def tbf_command(netns: str, device: str, mbit: float) -> list[str]:
         str(burst),
         "latency",
         TBF_LATENCY,
+        "peakrate",
+        f"{round(mbit * 1000 * PEAK_OVER_RATE)}kbit",
+        "mtu",
+        str(_PEAK_BUCKET_BYTES),
     ]
 
 

@@ -19,6 +19,7 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
     assert SCRIPTS == [
         "algorithm.py",
         "attacks.py",
+        "calibration.py",
         "compress.py",
         "compression_sim.py",
         "hosts_reliability.py",
@@ -27,6 +28,7 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
         "scale.py",
         "soak.py",
         "swarm.py",
+        "swarm_calibration.py",
         "transport.py",
     ]
     for script in SCRIPTS:
@@ -34,7 +36,7 @@ def test_every_bench_is_listed_here_and_in_the_makefile() -> None:
 
 
 # Real hosts in network namespaces: a minute and a half even when quick.
-SLOW = {"hosts_reliability.py"}
+SLOW = {"calibration.py", "hosts_reliability.py", "swarm_calibration.py"}
 
 
 @pytest.mark.parametrize(

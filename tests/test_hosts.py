@@ -87,6 +87,9 @@ def test_tbf_rate_is_exact_in_kbit_and_burst_covers_a_few_packets() -> None:
     assert int(command[command.index("burst") + 1]) >= 9000
     big = tbf_command("ns", "eth0", 1000)
     assert int(big[big.index("burst") + 1]) >= 1000e6 / 8 * 0.01
+    # ... and a peak rate paces that burst, over one frame at a time.
+    assert command[command.index("peakrate") + 1] == "2525kbit"
+    assert int(command[command.index("mtu") + 1]) >= 1514
 
 
 def test_cut_and_daemon_commands() -> None:

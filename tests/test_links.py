@@ -19,7 +19,15 @@ from gossipfl.transport import (
     NodeIdentity,
     Timeouts,
 )
-from simnet.links import IDEAL, SEND_BUFFER, EmulatedStream, EmulatedWire, Fabric, HostLink
+from simnet.links import (
+    IDEAL,
+    SEND_BUFFER,
+    EmulatedStream,
+    EmulatedWire,
+    Fabric,
+    HostLink,
+    wire_bytes,
+)
 
 MBIT = 1e6 / 8  # bytes/s
 T = TypeVar("T")
@@ -65,7 +73,7 @@ def test_uplink_share_matches_bytes_over_rate_plus_latency(competing: int, size:
     hosts = {"a": HostLink(uplink=rate, downlink=100 * MBIT, latency_s=0.010)}
     hosts |= {f"r{i}": HostLink(latency_s=0.015) for i in range(competing + 1)}
     durations = run_virtual(timed_transfers, Fabric(hosts), [size] * (competing + 1))
-    expected = size / (rate / (competing + 1)) + 0.025
+    expected = wire_bytes(size) / (rate / (competing + 1)) + 0.025
     for duration in durations:
         assert duration == pytest.approx(expected, rel=0.05)
 
@@ -76,15 +84,15 @@ def test_a_transfer_speeds_up_when_a_competitor_finishes(small: int) -> None:
     fabric = Fabric({"a": HostLink(uplink=rate)})
     large = 3 * small
     short, long = run_virtual(timed_transfers, fabric, [small, large])
-    assert short == pytest.approx(2 * small / rate, rel=0.01)
+    assert short == pytest.approx(2 * wire_bytes(small) / rate, rel=0.01)
     # Shared until the small one is done, then the whole uplink.
-    assert long == pytest.approx(short + (large - small) / rate, rel=0.01)
+    assert long == pytest.approx(short + (wire_bytes(large) - wire_bytes(small)) / rate, rel=0.01)
 
 
 def test_the_slower_end_bounds_a_transfer() -> None:
     fabric = Fabric({"a": HostLink(uplink=100 * MBIT), "r0": HostLink(downlink=MBIT)})
     (duration,) = run_virtual(timed_transfers, fabric, [500_000])
-    assert duration == pytest.approx(500_000 / MBIT, rel=0.01)
+    assert duration == pytest.approx(wire_bytes(500_000) / MBIT, rel=0.01)
 
 
 def test_a_write_returns_once_the_rest_fits_the_send_buffer() -> None:
@@ -105,8 +113,9 @@ def test_a_write_returns_once_the_rest_fits_the_send_buffer() -> None:
     small_returned, large_returned, arrived = run_virtual(scenario)
     assert small_returned == 0.0  # a small message costs its sender no wait
     # ... a large one waits while all but a buffer's worth leaves
-    assert large_returned == pytest.approx((small + large - SEND_BUFFER) / rate)
-    assert arrived == pytest.approx((small + large) / rate + 0.01)
+    on_the_wire = wire_bytes(small) + wire_bytes(large)
+    assert large_returned == pytest.approx((on_the_wire - SEND_BUFFER) / rate)
+    assert arrived == pytest.approx(on_the_wire / rate + 0.01)
 
 
 def test_a_degraded_link_slows_a_transfer_in_flight() -> None:
@@ -118,8 +127,8 @@ def test_a_degraded_link_slows_a_transfer_in_flight() -> None:
             return await timed_transfers(fabric, [1_000_000])
 
     (duration,) = run_virtual(scenario)
-    # 0.4 s at 10 Mbit/s moves 500 kB; the other 500 kB at 1 Mbit/s take 4 s.
-    assert duration == pytest.approx(4.4, rel=0.01)
+    # 0.4 s at 10 Mbit/s moves 500 kB on the wire; the rest at 1 Mbit/s.
+    assert duration == pytest.approx(0.4 + (wire_bytes(1_000_000) - 500_000) / MBIT, rel=0.01)
 
 
 async def _degrade_after(fabric: Fabric, seconds: float) -> None:
@@ -171,7 +180,7 @@ def test_close_is_end_of_stream_after_the_data_arrives(uplink: float) -> None:
             got.append((await theirs.receive_some(), trio.current_time()))
         return got
 
-    arrival = 5 / uplink + 0.05
+    arrival = wire_bytes(5) / uplink + 0.05
     assert run_virtual(scenario) == [(b"hello", arrival), (b"", arrival), (b"", arrival)]
 
 
