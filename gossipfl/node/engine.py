@@ -576,15 +576,11 @@ class GossipNode:
         when the round (its training) began."""
         if self.model.busy():
             return  # answering a peer right now: one exchange at a time; next round
-        ranked = self._ranked()
-        if not ranked:
-            # No partner to try.  Training on regardless, a node whose link
-            # was cut ran 6,600 rounds a second instead of 130 and drifted
-            # toward its own shard (docs/reliability.md): wait for the next
-            # partner due, a second at most, as an exchange would have.
-            now = trio.current_time()
-            await trio.sleep_until(min(self._next_partner_due(now), now + ALONE_WAIT_S))
+        candidates = self._candidates()
+        if not candidates:
+            await self._wait_for_a_partner()
             return
+        ranked = self.selector.rank(candidates, self.counters.rounds, self.rng)
         round_end: float | None = None
         busy = self.counters.busy
         lost = 0.0  # seconds of contacts with unproven peers that failed
@@ -612,9 +608,14 @@ class GossipNode:
             await trio.sleep(self.rng.uniform(0.0, self.participant.terms.busy_retry_s))
 
     def _ranked(self) -> list[Peer]:
-        """Live peers (or a random sample of them) in the selector's order;
-        only proven ones while unproven peers are over their time budget
-        (unless there is no proven one to turn to)."""
+        """:meth:`_candidates` in the selector's order (a selector may
+        leave some out, or all: a centralised matching's unmatched node)."""
+        return self.selector.rank(self._candidates(), self.counters.rounds, self.rng)
+
+    def _candidates(self) -> list[Peer]:
+        """Live peers (or a random sample of them), none penalised; only
+        proven ones while unproven peers are over their time budget (unless
+        there is no proven one to turn to)."""
         now = trio.current_time()
         candidates = self.table.sample(now, CONSIDERED, self.rng)
         barred = self.penalties.barred()
@@ -625,13 +626,21 @@ class GossipNode:
                 p for p in self.table.live(now) if p.verified
             ][:CONSIDERED]
             candidates = proven or candidates
-        return self.selector.rank(candidates, self.counters.rounds, self.rng)
+        return candidates
 
-    def _next_partner_due(self, now: float) -> float:
-        """When the first peer that is backing off or penalised may be
-        tried again (``inf`` if none is)."""
-        due = [p.retry_at for p in self.table.all() if p.present and p.retry_at > now]
-        return min([*due, self.penalties.next_free()])
+    async def _wait_for_a_partner(self) -> None:
+        """No peer to try this round.  Partners that answered ``busy`` are
+        free again within a fraction of a second: train on meanwhile.  But
+        with none at all, or all failing (our link is cut), training on
+        regardless ran 6,600 rounds a second instead of 130 and drifted
+        toward the node's own shard (docs/reliability.md): wait for the
+        next peer due, a second at most, as an exchange would have."""
+        now = trio.current_time()
+        waiting = [p for p in self.table.all() if p.present and p.retry_at > now]
+        if any(p.failures == 0 for p in waiting):
+            return  # only busy
+        due = min([*(p.retry_at for p in waiting), self.penalties.next_free()])
+        await trio.sleep_until(min(due, now + ALONE_WAIT_S))
 
     def _proven(self, node_id: str) -> bool:
         """A handshake has proved ``node_id`` (at some address)."""
