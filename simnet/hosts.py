@@ -64,7 +64,7 @@ DEFAULT_SUBNET: Final = "10.77.0.0/24"
 TBF_LATENCY: Final = "200ms"
 _MIN_BURST_BYTES: Final = 16 * 1024  # over a few MTUs, whatever the rate
 PEAK_OVER_RATE: Final = 1.01  # tc wants a peak rate above the rate
-_PEAK_BUCKET_BYTES: Final = 2000  # one full frame (1514 bytes) and room
+PEAK_BUCKET_BYTES: Final = 2000  # one full frame (1514 bytes) and room
 _NAMESPACE = re.compile(rf"^{NAME_PREFIX}-(\d+)-(\d+)-(sw|h\d+)$")
 _CONFIG_FILE: Final = "node.toml"
 _PR_SET_PDEATHSIG: Final = 1
@@ -186,7 +186,7 @@ def tbf_command(netns: str, device: str, mbit: float) -> list[str]:
         "peakrate",
         f"{round(mbit * 1000 * PEAK_OVER_RATE)}kbit",
         "mtu",
-        str(_PEAK_BUCKET_BYTES),
+        str(PEAK_BUCKET_BYTES),
     ]
 
 

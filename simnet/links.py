@@ -71,10 +71,16 @@ class HostLink:
     uplink: float = IDEAL
     downlink: float = IDEAL
     latency_s: float = 0.0
+    # Bytes an idle uplink passes at once, as a token-bucket shaper does
+    # (tc's tbf, many ISPs' shapers); the bucket refills at the uplink rate.
+    # 0: a plain link, every byte at the rate.
+    burst_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         if not (self.uplink > 0 and self.downlink > 0 and self.latency_s >= 0):
             raise ValueError(f"need positive bandwidths and latency >= 0, got {self}")
+        if self.burst_bytes < 0:
+            raise ValueError(f"burst_bytes must be >= 0, got {self}")
 
 
 @dataclass(eq=False)
@@ -123,6 +129,7 @@ class Fabric:
         self._streams: dict[frozenset[str], set[EmulatedStream]] = collections.defaultdict(set)
         self._group: dict[str, int] = {}  # host -> partition group; absent: group 0
         self._down: set[str] = set()  # hosts whose link is cut
+        self._idle_since: dict[str, float] = {}  # host -> when its uplink went idle
         # Projected ends of transfers that share a link with another: the
         # others' rates change when one ends, so these end on time.
         self._due: list[tuple[float, int, _Transfer]] = []
@@ -216,6 +223,7 @@ class Fabric:
         transfer = _Transfer(
             sender, receiver, float(wire_bytes(len(payload))), [payload], since=now
         )
+        transfer.remaining -= min(transfer.remaining, self._burst(src, now))
         sender.sending = transfer
         self._leaving[src].add(transfer)
         self._entering[dst].add(transfer)
@@ -227,7 +235,7 @@ class Fabric:
             now = trio.current_time()
             self._catch_up(now, transfer.src, transfer.dst)
             if not transfer.done:
-                self._end(transfer)
+                self._end(transfer, now)
                 self._reshare(transfer.src, transfer.dst, now)
 
     def catch_up(self, transfer: _Transfer) -> None:
@@ -258,13 +266,25 @@ class Fabric:
 
     def _complete(self, transfer: _Transfer) -> None:
         at = transfer.end
-        self._end(transfer)
+        self._end(transfer, at)
         transfer.receiver.deliver(transfer.payloads, at + self.latency(transfer.src, transfer.dst))
         self._reshare(transfer.src, transfer.dst, at)
 
-    def _end(self, transfer: _Transfer) -> None:
+    def _burst(self, host: str, now: float) -> float:
+        """Bytes ``host``'s uplink passes at once now: its token bucket,
+        refilled at the link's rate since the link went idle (none while
+        another transfer leaves it)."""
+        link = self.link(host)
+        if not link.burst_bytes or self._leaving[host]:
+            return 0.0
+        idle = now - self._idle_since.get(host, -math.inf)
+        return min(link.burst_bytes, idle * link.uplink)
+
+    def _end(self, transfer: _Transfer, at: float) -> None:
         transfer.done = True
         self._leaving[transfer.src].discard(transfer)
+        if self.link(transfer.src).burst_bytes and not self._leaving[transfer.src]:
+            self._idle_since[transfer.src] = at
         self._entering[transfer.dst].discard(transfer)
         transfer.sender.sent(transfer)
 

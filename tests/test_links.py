@@ -227,3 +227,18 @@ def test_tls_channels_cross_emulated_links_and_partitions_time_out(
     # A connect round trip, then TLS 1.3: at least one more, plus the bytes.
     assert dialled >= 4 * 2 * latency
     assert waited == pytest.approx(3.0)
+
+
+def test_an_idle_shaped_link_passes_its_burst_at_once_then_runs_at_its_rate() -> None:
+    """A token-bucket shaper (tc's tbf on the host bed) lets an idle link
+    send its bucket at once: small transfers took less than bytes / rate
+    on real shaped links (bench/calibration.py)."""
+    rate, burst = MBIT, 2000.0
+    fabric = Fabric({"a": HostLink(uplink=rate, burst_bytes=burst)})
+    (first,) = run_virtual(timed_transfers, fabric, [10_000])
+    assert first == pytest.approx((wire_bytes(10_000) - burst) / rate, rel=0.01)
+    # Two at once: the bucket once, for both.
+    both = run_virtual(
+        timed_transfers, Fabric({"a": HostLink(uplink=rate, burst_bytes=burst)}), [10_000, 10_000]
+    )
+    assert max(both) == pytest.approx((2 * wire_bytes(10_000) - burst) / rate, rel=0.01)
