@@ -11,12 +11,23 @@ def test_a_peer_that_never_commits_waits_out_a_penalty() -> None:
     fair = Fairness(clock, penalty_s=30.0)
     fair.started("staller")
     clock.now = 2.0
-    fair.ended("staller", committed=False)
+    fair.ended("staller", committed=False, stalled=True)
     assert not fair.may_exchange("staller")
     assert fair.may_exchange("honest")
     clock.now = 32.0
     assert fair.may_exchange("staller")
     assert fair.refused_exchanges == 1
+
+
+def test_a_peer_that_hangs_up_without_committing_is_not_barred() -> None:
+    """Defect: a host whose cable was pulled had its stale requests
+    delivered when the link came back, each followed by the close; every
+    partner barred it for 30 s."""
+    clock = ManualClock()
+    fair = Fairness(clock, penalty_s=30.0)
+    fair.started("back")
+    fair.ended("back", committed=False, stalled=False)
+    assert fair.may_exchange("back")
 
 
 def test_no_back_to_back_slot_while_others_wait() -> None:

@@ -7,8 +7,12 @@ be able to start the next one at once, round after round: the node was
 busy to everyone else.  And a model pull, a few bytes asking for the whole
 model, was served to anyone, any number of times.  So, as a responder:
 
-- a peer whose exchange ended without its commit (it stalled or vanished)
-  gets no slot for ``penalty_s``;
+- a peer that let an exchange run out its deadline without its commit
+  (it stalled, or its link died) gets no slot for ``penalty_s``.  A peer
+  that hung up at once is not barred: it held the slot for no time.  A
+  host whose cable was pulled had its requests, long given up, delivered
+  by TCP when the link came back, each followed by the close; every
+  partner barred it, and it sat out 30 s after the heal;
 - a peer that held the slot while others were answered ``busy`` does not
   get it again for ``gap_s``: the others go first;
 - model pulls: one per peer per ``pull_interval_s``, and at most
@@ -57,9 +61,10 @@ class Fairness:
     def started(self, peer: str) -> None:
         self._holder, self._others_waited = peer, False
 
-    def ended(self, peer: str, *, committed: bool) -> None:
+    def ended(self, peer: str, *, committed: bool, stalled: bool = False) -> None:
+        """``peer``'s exchange ended; ``stalled``: it ran out its deadline."""
         now = self.clock()
-        if not committed:
+        if stalled and not committed:
             self._barred[peer] = now + self.penalty_s
         elif self._others_waited:
             self._barred[peer] = max(self._barred.get(peer, 0.0), now + self.gap_s)

@@ -228,7 +228,7 @@ async def _respond_exchange(
         return
     model.take(answering=True)
     us.fairness.started(peer_id)
-    committed = False
+    committed = stalled = False
     try:
         sent = model.outgoing(indices, terms.value_dtype)
         values = encode_values(sent.values, terms.value_dtype)
@@ -252,9 +252,12 @@ async def _respond_exchange(
             us.merged(peer_id)
         else:
             await _unexpected(channel, commit, f"commit of exchange {request.xid}")
+    except PeerError as exc:
+        stalled = exc.timed_out
+        raise
     finally:
         model.release()
-        us.fairness.ended(peer_id, committed=committed)
+        us.fairness.ended(peer_id, committed=committed, stalled=stalled)
 
 
 class Outcome(enum.Enum):
