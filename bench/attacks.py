@@ -87,6 +87,7 @@ from _attackers import (
     tarpit,
     withdraw_peers,
 )
+from _proc import ProcStats, proc_stats
 from _table import print_table, write_json
 
 from gossipfl.node.checkpoint import read_params
@@ -200,22 +201,6 @@ class Sample:
     with_peers: dict[str, int] = field(default_factory=dict)
 
 
-def _proc(pid: int) -> tuple[int | None, float | None, float | None]:
-    """Open descriptors, RSS (MB) and CPU seconds of ``pid``."""
-    try:
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-        rss = next(
-            int(line.split()[1]) / 1024
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-            if line.startswith("VmRSS:")
-        )
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None, None, None
-    return fds, rss, cpu
-
-
 class Monitor:
     """Samples every daemon every ``every_s`` (status over its control
     socket, in a worker thread; /proc here)."""
@@ -247,7 +232,7 @@ class Monitor:
             merges = counters["exchanges"] + counters["responded"]
             accuracy = status["metrics"].get("accuracy")
             with_peers = {p["node_id"]: p["exchanges"] for p in status["peers"]}
-        fds, rss, cpu = _proc(process.pid) if alive else (None, None, None)
+        fds, rss, _, cpu = proc_stats(process.pid) if alive else ProcStats(None, None, None, None)
         at = trio.current_time()
         sample = Sample(at, process.pid, alive, merges, accuracy, fds, rss, cpu, with_peers)
         self.samples[i].append(sample)

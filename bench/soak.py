@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import trio
+from _proc import proc_stats
 from _table import print_table, write_json
 
 from gossipfl.node.demo import DEMO_GOSSIP, DEMO_TRAINER_OPTIONS, LocalSwarm
@@ -59,18 +60,6 @@ class Sample:
     channels: int | None = None
     merges: int | None = None
     accuracy: float | None = None
-
-
-def proc_sample(pid: int) -> tuple[float | None, int | None, int | None]:
-    """Resident memory (MB), open descriptors and threads of ``pid``."""
-    try:
-        fields = dict(
-            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        )
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-        return int(fields["VmRSS"].split()[0]) / 1024, fds, int(fields["Threads"])
-    except (OSError, KeyError, ValueError):
-        return None, None, None
 
 
 def trend_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
@@ -164,7 +153,7 @@ def _daemon_sample(swarm: LocalSwarm, i: int, at_s: float) -> Sample:
     process = swarm.processes[i]
     if process is None:
         return Sample(at_s, None)
-    rss, fds, threads = proc_sample(process.pid)
+    fds, rss, threads, _ = proc_stats(process.pid)
     status = swarm.status(i)
     if status is None:
         return Sample(at_s, rss, fds, threads)
@@ -229,7 +218,7 @@ def soak_simnet(
     started = time.monotonic()
 
     def on_tick(tick: Tick) -> None:
-        rss, _, threads = proc_sample(os.getpid())
+        _, rss, threads, _ = proc_stats(os.getpid())
         tasks = tasks_under(trio.lowlevel.current_root_task())
         per_node = round(tasks / tick.running) if tick.running else None
         series.samples.append(Sample(tick.virtual_time_s, rss, None, threads, per_node))
