@@ -61,12 +61,12 @@ def check_addresses(config: Config, local: list[IPv4Interface]) -> None:
         raise ConfigError(f"{config.path or '<config>'}: {problem}")
 
 
-def build_node(config: Config) -> GossipNode:
+def build_node(config: Config, local: list[IPv4Interface]) -> GossipNode:
+    """The daemon's node; ``local``: this host's addresses, already
+    checked against the config (:func:`check_addresses`)."""
     identity = NodeIdentity.load(
         config.swarm.node_cert, config.swarm.node_key, config.swarm.ca_cert
     )
-    local = local_interfaces()
-    check_addresses(config, local)
     hosts = announced_hosts(
         config.listen_host, config.node.advertise_host, config.discovery.interfaces, local
     )
@@ -120,7 +120,8 @@ async def _until_signal(node: GossipNode) -> None:
 
 def run_node(config_path: Path, *, log_format: str | None = None) -> int:
     config = load_config(config_path)
-    check_addresses(config, local_interfaces())  # before logging is set up for the run
+    local = local_interfaces()
+    check_addresses(config, local)  # before logging is set up for the run
     identity = NodeIdentity.load(
         config.swarm.node_cert, config.swarm.node_key, config.swarm.ca_cert
     )
@@ -133,7 +134,7 @@ def run_node(config_path: Path, *, log_format: str | None = None) -> int:
     import torch
 
     torch.set_num_threads(config.node.torch_threads)
-    node = build_node(config)
+    node = build_node(config, local)
     try:
         node.restore()
     except CheckpointError as exc:
